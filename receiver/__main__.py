@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from receiver.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""The router's own metrics, on a registry passed in (never the global one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from receiver.models import DedupReason
+
+# Outcomes of one delivery attempt to a destination.
+DELIVERY_OUTCOMES = ("delivered", "retried", "dead_letter")
+REJECT_REASONS = ("invalid_alert",)
+CONTEXT_REASONS = ("prometheus_unreachable", "timeout", "query_error", "no_data", "not_a_number")
+
+
+class Metrics:
+    """Every metric alert-router exports, named `alert_router_<noun>_<unit>`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.webhooks = Counter(
+            "alert_router_webhooks_total",
+            "Webhook requests received on /alerts, by HTTP status code answered.",
+            ["code"],
+            registry=r,
+        )
+        self.alerts_received = Counter(
+            "alert_router_alerts_received_total",
+            "Alerts in accepted webhooks, by what ingest did with them.",
+            ["outcome"],
+            registry=r,
+        )
+        self.alerts_rejected = Counter(
+            "alert_router_alerts_rejected_total",
+            "Alerts rejected at ingest, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.last_webhook = Gauge(
+            "alert_router_last_webhook_timestamp_seconds",
+            "Unix time of the last webhook accepted on /alerts.",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "alert_router_queue_depth",
+            "Work waiting: alerts to route (inbox) and notifications to deliver (outbox).",
+            ["queue"],
+            registry=r,
+        )
+        self.dedup = Counter(
+            "alert_router_dedup_decisions_total",
+            "Dedup decisions per destination and named reason.",
+            ["destination", "reason"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "alert_router_notifications_total",
+            "Delivery attempts per destination and outcome (delivered, retried, dead_letter).",
+            ["destination", "outcome"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "alert_router_delivery_retries_total",
+            "Deliveries scheduled for another try, per destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "alert_router_delivery_latency_seconds",
+            "Time from an alert's acceptance to its delivery, per destination.",
+            ["destination"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            "alert_router_dead_letters",
+            "Notifications kept as dead letters (permanent vendor errors), waiting for replay.",
+            registry=r,
+        )
+        self.digests = Counter(
+            "alert_router_slack_digests_total",
+            "Slack digest messages sent instead of one message per alert.",
+            ["destination"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "alert_router_config_reloads_total",
+            "Rules file loads, by outcome (success, failure).",
+            ["outcome"],
+            registry=r,
+        )
+        self.config_last_reload_ok = Gauge(
+            "alert_router_config_last_reload_successful",
+            "1 when the last attempt to load the rules file succeeded.",
+            registry=r,
+        )
+        self.config_last_reload_time = Gauge(
+            "alert_router_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful rules load.",
+            registry=r,
+        )
+        self.prometheus_queries = Counter(
+            "alert_router_prometheus_queries_total",
+            "PromQL queries sent to Prometheus for cost context, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.context_unavailable = Counter(
+            "alert_router_context_unavailable_total",
+            "Cost-context values missing from an alert, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.alerts_received.labels("accepted")
+        self.alerts_received.labels("duplicate")
+        for reason in REJECT_REASONS:
+            self.alerts_rejected.labels(reason)
+        for queue in ("inbox", "outbox"):
+            self.queue_depth.labels(queue)
+        for outcome in ("success", "failure"):
+            self.config_reloads.labels(outcome)
+        for outcome in ("success", "failure"):
+            self.prometheus_queries.labels(outcome)
+        for reason in CONTEXT_REASONS:
+            self.context_unavailable.labels(reason)
+
+    def init_destinations(self, names: Iterable[str]) -> None:
+        """Start every destination x outcome/reason series at zero."""
+        for name in names:
+            for outcome in DELIVERY_OUTCOMES:
+                self.notifications.labels(name, outcome)
+            for reason in DedupReason:
+                self.dedup.labels(name, reason.value)
+            self.retries.labels(name)
+            self.digests.labels(name)

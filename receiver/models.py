@@ -1,0 +1,237 @@
+"""The alert as Alertmanager sends it (webhook v4) and as the pipeline carries it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Alertmanager writes the zero time for "no end": 0001-01-01T00:00:00Z.
+_ZERO_YEAR = 1
+
+
+class WebhookAlert(BaseModel):
+    """One alert of an Alertmanager webhook (version 4). Unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(min_length=1)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str = ""
+    fingerprint: str = ""
+
+    @field_validator("labels")
+    @classmethod
+    def _has_name(cls, labels: dict[str, str]) -> dict[str, str]:
+        if not labels.get("alertname"):
+            raise ValueError("labels must include a non-empty alertname")
+        return labels
+
+    @field_validator("startsAt", "endsAt")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamp needs a timezone (RFC 3339)")
+        return value.astimezone(UTC)
+
+
+def validation_reason(error: ValidationError) -> str:
+    """A short, single-line reason from a pydantic error, naming the field."""
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(p) for p in item["loc"]) or "alert"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def labels_fingerprint(labels: Mapping[str, str]) -> str:
+    """A stable fingerprint for an alert that came without one."""
+    digest = hashlib.sha256()
+    for key in sorted(labels):
+        digest.update(key.encode())
+        digest.update(b"\xff")
+        digest.update(labels[key].encode())
+        digest.update(b"\xff")
+    return digest.hexdigest()[:16]
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, the form Alertmanager writes."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{value.microsecond // 1000:03d}Z"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An accepted alert together with the fields of its webhook that notifiers need."""
+
+    fingerprint: str
+    status: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: datetime
+    ends_at: datetime | None = None
+    generator_url: str = ""
+    external_url: str = ""
+    receiver: str = ""
+    group_key: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def firing(self) -> bool:
+        return self.status == "firing"
+
+    @property
+    def episode(self) -> str:
+        """Fingerprint + startsAt: one firing-to-resolve life of an alert."""
+        return f"{self.fingerprint}@{format_time(self.starts_at)}"
+
+    @classmethod
+    def from_webhook(cls, alert: WebhookAlert, envelope: Mapping[str, Any]) -> Alert:
+        ends = alert.endsAt
+        if ends is not None and ends.year == _ZERO_YEAR:
+            ends = None
+        return cls(
+            fingerprint=alert.fingerprint or labels_fingerprint(alert.labels),
+            status=alert.status,
+            labels=alert.labels,
+            annotations=alert.annotations,
+            starts_at=alert.startsAt,
+            ends_at=ends,
+            generator_url=alert.generatorURL,
+            external_url=_text(envelope.get("externalURL")),
+            receiver=_text(envelope.get("receiver")),
+            group_key=_text(envelope.get("groupKey")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "startsAt": format_time(self.starts_at),
+            "endsAt": format_time(self.ends_at) if self.ends_at else None,
+            "generatorURL": self.generator_url,
+            "externalURL": self.external_url,
+            "receiver": self.receiver,
+            "groupKey": self.group_key,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Alert:
+        ends = data.get("endsAt")
+        return cls(
+            fingerprint=data["fingerprint"],
+            status=data["status"],
+            labels=dict(data["labels"]),
+            annotations=dict(data.get("annotations") or {}),
+            starts_at=datetime.fromisoformat(data["startsAt"]),
+            ends_at=datetime.fromisoformat(ends) if ends else None,
+            generator_url=data.get("generatorURL", ""),
+            external_url=data.get("externalURL", ""),
+            receiver=data.get("receiver", ""),
+            group_key=data.get("groupKey", ""),
+        )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+class Unit(StrEnum):
+    """How a cost-context number is formatted."""
+
+    USD = "usd"
+    USD_PER_HOUR = "usd_per_hour"
+    PERCENT = "percent"
+    RATIO = "ratio"
+    COUNT = "count"
+    TIMESTAMP = "timestamp"
+
+
+@dataclass(frozen=True, slots=True)
+class ContextValue:
+    """One number of cost context for an alert, e.g. cost_per_hour = 61.5 USD/h."""
+
+    name: str
+    title: str
+    value: float
+    unit: Unit
+
+
+@dataclass(frozen=True, slots=True)
+class CostContext:
+    """The cost context of one alert: the values found, and why the others are missing."""
+
+    values: tuple[ContextValue, ...] = ()
+    unavailable: tuple[tuple[str, str], ...] = ()
+
+    def get(self, name: str) -> float | None:
+        for item in self.values:
+            if item.name == name:
+                return item.value
+        return None
+
+    def numbers(self) -> dict[str, float]:
+        return {item.name: item.value for item in self.values}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "values": [[v.name, v.title, v.value, v.unit.value] for v in self.values],
+            "unavailable": [list(pair) for pair in self.unavailable],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> CostContext:
+        if not data:
+            return cls()
+        return cls(
+            values=tuple(
+                ContextValue(name, title, float(value), Unit(unit))
+                for name, title, value, unit in data.get("values", [])
+            ),
+            unavailable=tuple((str(a), str(b)) for a, b in data.get("unavailable", [])),
+        )
+
+
+class DedupReason(StrEnum):
+    """Why a notification was sent or suppressed (Alertmanager's DedupStage reasons)."""
+
+    FIRST = "first_notification"
+    REPEAT = "repeat_interval_elapsed"
+    RESOLVED = "resolved"
+    ALREADY_NOTIFIED = "already_notified"
+    ALREADY_RESOLVED = "already_resolved"
+    NOT_NOTIFIED = "firing_not_notified"
+    SEND_RESOLVED_OFF = "send_resolved_disabled"
+    PENDING = "already_queued"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What one destination is asked to deliver about one alert."""
+
+    alert: Alert
+    destination: str
+    route: str
+    reason: DedupReason
+    context: CostContext = field(default_factory=CostContext)
+    # What the destination answered for this episode's firing notice (Slack: channel, ts),
+    # so that a resolve can edit the original message.
+    ref: Mapping[str, str] | None = None

@@ -1,0 +1,1 @@
+"""Notifiers: one module per integration behind the small interface in `base`."""

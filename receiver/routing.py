@@ -1,0 +1,47 @@
+"""Routing: which destinations an alert reaches, by labels and by cost context."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from receiver.rules import Route, Rules
+
+
+@dataclass(frozen=True)
+class Target:
+    """One destination an alert is routed to, with the route that sent it there."""
+
+    destination: str
+    route: Route
+
+
+def matching_routes(
+    rules: Rules, labels: Mapping[str, str], context: Mapping[str, float]
+) -> list[Route]:
+    """Routes that match, in order: first match wins unless the route says continue."""
+    found: list[Route] = []
+    for route in rules.routes:
+        if not all(m.matches(labels) for m in route.matchers):
+            continue
+        if not all(c.holds(context.get(c.context)) for c in route.when):
+            continue
+        found.append(route)
+        if not route.continue_:
+            break
+    if not found:
+        default = rules.default_route()
+        if default is not None:
+            found.append(default)
+    return found
+
+
+def route_alert(
+    rules: Rules, labels: Mapping[str, str], context: Mapping[str, float]
+) -> list[Target]:
+    """Destinations for an alert, each once; the first route naming it decides its settings."""
+    targets: dict[str, Target] = {}
+    for route in matching_routes(rules, labels, context):
+        for dest in route.to:
+            targets.setdefault(dest, Target(dest, route))
+    return list(targets.values())

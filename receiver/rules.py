@@ -1,0 +1,462 @@
+"""Loading and validating `rules/routes.yaml`: destinations, cost context, routes.
+
+The whole file is validated at load. Every error names the file, the line, the
+path inside the file and what to change; unknown keys are rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from receiver.durations import parse_duration
+from receiver.matchers import Matcher, MatcherError, parse_matcher
+from receiver.models import Unit
+
+DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
+_KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 4h")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("expected a duration such as 30s, 5m or 4h")
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SecretRef(_Strict):
+    """A key of the `alert-secrets` Secret: `{secret: pagerduty-key}`."""
+
+    secret: str = Field(pattern=_KEY_NAME)
+
+
+class SlackSpec(_Strict):
+    webhook_url: SecretRef | None = None
+    token: SecretRef | None = None
+    channel: str | None = None
+    # Slack: "1 message per second per channel" for incoming webhooks and chat.postMessage.
+    max_per_second: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SlackSpec:
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("set exactly one of webhook_url or token (with channel)")
+        if self.token is not None and not self.channel:
+            raise ValueError("a token destination needs channel, e.g. channel: '#gpu-costs'")
+        return self
+
+
+Severity = Literal["critical", "error", "warning", "info"]
+
+
+class PagerDutySpec(_Strict):
+    routing_key: SecretRef
+    default_severity: Severity = "warning"
+    # PagerDuty Events API v2: about 120 events per minute per routing key.
+    max_per_minute: float = Field(default=120.0, ge=0)
+
+
+class DestinationSpec(_Strict):
+    slack: SlackSpec | None = None
+    pagerduty: PagerDutySpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DestinationSpec:
+        if (self.slack is None) == (self.pagerduty is None):
+            raise ValueError("a destination is exactly one of slack or pagerduty")
+        return self
+
+    def secret_keys(self) -> list[str]:
+        keys: list[str] = []
+        if self.slack is not None:
+            ref = self.slack.webhook_url or self.slack.token
+            assert ref is not None
+            keys.append(ref.secret)
+        if self.pagerduty is not None:
+            keys.append(self.pagerduty.routing_key.secret)
+        return keys
+
+
+class PrometheusSpec(_Strict):
+    url: str = "http://localhost:9090"
+    timeout: Duration = 2.0
+    cache_ttl: Duration = 30.0
+
+
+class AlertmanagerSpec(_Strict):
+    url: str
+
+
+class ContextSpec(_Strict):
+    """A named cost-context value: a PromQL instant query joined to alerts on labels."""
+
+    query: str = Field(min_length=1)
+    unit: Unit
+    title: str | None = None
+    # Alert label -> result label, where the names differ (alert `Hostname` is the
+    # cost exporter's `node`). Other shared label names join as they are.
+    join: dict[str, str] = Field(default_factory=dict)
+    # For a $/hour value: at resolve, what the episode cost between startsAt and endsAt.
+    incident_cost: bool = False
+
+    @model_validator(mode="after")
+    def _incident_needs_rate(self) -> ContextSpec:
+        if self.incident_cost and self.unit is not Unit.USD_PER_HOUR:
+            raise ValueError("incident_cost needs unit usd_per_hour (it integrates $/hour)")
+        return self
+
+    @property
+    def display_title(self) -> str:
+        return self.title or ""
+
+
+class BudgetsSpec(_Strict):
+    """The platform's `cost_allocation.json`: {service: {budget_monthly, alert_threshold}}."""
+
+    file: str
+    service_label: str = "service"
+
+
+class RouteDefaults(_Strict):
+    repeat_interval: Duration = DEFAULT_REPEAT_INTERVAL
+    send_resolved: bool = True
+
+
+class RouteSpec(_Strict):
+    name: str = Field(min_length=1)
+    matchers: list[str] = Field(default_factory=list)
+    when: dict[str, str] = Field(default_factory=dict)
+    to: list[str] = Field(min_length=1)
+    continue_: bool = Field(default=False, alias="continue")
+    repeat_interval: Duration | None = None
+    send_resolved: bool | None = None
+
+
+class RulesFile(_Strict):
+    prometheus: PrometheusSpec = Field(default_factory=PrometheusSpec)
+    alertmanager: AlertmanagerSpec | None = None
+    destinations: dict[str, DestinationSpec] = Field(min_length=1)
+    context: dict[str, ContextSpec] = Field(default_factory=dict)
+    budgets: BudgetsSpec | None = None
+    defaults: RouteDefaults = Field(default_factory=RouteDefaults)
+    routes: list[RouteSpec] = Field(default_factory=list)
+    default: str | None = None
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """`> 100` on a named cost-context value."""
+
+    context: str
+    op: str
+    threshold: float
+
+    def holds(self, value: float | None) -> bool:
+        # A condition on a value the alert does not carry does not match.
+        if value is None or math.isnan(value):
+            return False
+        return _OPS[self.op](value, self.threshold)
+
+    def __str__(self) -> str:
+        return f"{self.context} {self.op} {self.threshold:g}"
+
+
+def parse_condition(context: str, text: str) -> Condition:
+    found = _CONDITION.match(text)
+    if not found:
+        raise ValueError(
+            f"{text!r} is not a condition: write an operator (> >= < <= == !=) and a number, "
+            "e.g. '> 100'"
+        )
+    return Condition(context, found.group(1), float(found.group(2)))
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    matchers: tuple[Matcher, ...]
+    when: tuple[Condition, ...]
+    to: tuple[str, ...]
+    continue_: bool
+    repeat_interval: float
+    send_resolved: bool
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A validated rules file, ready for routing and delivery."""
+
+    path: Path
+    spec: RulesFile
+    routes: tuple[Route, ...]
+    default: str | None
+
+    @property
+    def destinations(self) -> Mapping[str, DestinationSpec]:
+        return self.spec.destinations
+
+    @property
+    def context(self) -> Mapping[str, ContextSpec]:
+        return self.spec.context
+
+    def secret_keys(self) -> dict[str, list[str]]:
+        """Secret key -> the destinations that need it."""
+        keys: dict[str, list[str]] = {}
+        for name, dest in self.spec.destinations.items():
+            for key in dest.secret_keys():
+                keys.setdefault(key, []).append(name)
+        return keys
+
+    def default_route(self) -> Route | None:
+        if self.default is None:
+            return None
+        return Route(
+            name="default",
+            matchers=(),
+            when=(),
+            to=(self.default,),
+            continue_=False,
+            repeat_interval=self.spec.defaults.repeat_interval,
+            send_resolved=self.spec.defaults.send_resolved,
+        )
+
+    def budgets_path(self) -> Path | None:
+        if self.spec.budgets is None:
+            return None
+        path = Path(self.spec.budgets.file)
+        return path if path.is_absolute() else self.path.parent / path
+
+
+class RulesError(ValueError):
+    """The rules file is invalid; `problems` lists every error found, one line each."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def load_rules(path: Path) -> Rules:
+    """Read and validate a rules file; raise RulesError naming every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(path, [f"{path}: cannot read the rules file: {exc.strerror}"]) from None
+    return parse_rules(text, path)
+
+
+def parse_rules(text: str, path: Path) -> Rules:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RulesError(path, [f"{where}: not valid YAML: {problem}"]) from None
+    lines = _line_index(node)
+    if not isinstance(data, dict):
+        raise RulesError(
+            path, [f"{path}:1: the rules file must be a mapping with destinations and routes"]
+        )
+    try:
+        spec = RulesFile.model_validate(data)
+    except ValidationError as exc:
+        raise RulesError(path, _pydantic_problems(path, exc, lines)) from None
+    problems: list[str] = []
+    routes = _compile_routes(spec, path, lines, problems)
+    if spec.default is not None and spec.default not in spec.destinations:
+        problems.append(_problem(path, lines, ("default",), _undefined(spec.default, spec)))
+    if spec.budgets is not None:
+        budgets = Path(spec.budgets.file)
+        full = budgets if budgets.is_absolute() else path.parent / budgets
+        problem = check_budgets_file(full)
+        if problem:
+            problems.append(_problem(path, lines, ("budgets", "file"), problem))
+    if problems:
+        raise RulesError(path, problems)
+    return Rules(path=path, spec=spec, routes=tuple(routes), default=spec.default)
+
+
+def check_budgets_file(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return f"cannot read budgets file {path}: {exc.strerror}"
+    except json.JSONDecodeError as exc:
+        return f"budgets file {path} is not JSON: {exc.msg} at line {exc.lineno}"
+    if not isinstance(data, dict):
+        return f"budgets file {path} must map service names to {{budget_monthly: ...}}"
+    for service, entry in data.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("budget_monthly"), int | float):
+            return f"budgets file {path}: {service!r} needs a numeric budget_monthly"
+    return None
+
+
+def _compile_routes(
+    spec: RulesFile, path: Path, lines: dict[tuple[Any, ...], int], problems: list[str]
+) -> list[Route]:
+    routes: list[Route] = []
+    seen: set[str] = set()
+    for i, route in enumerate(spec.routes):
+        where: tuple[Any, ...] = ("routes", i)
+        if route.name in seen:
+            problems.append(
+                _problem(path, lines, (*where, "name"), f"route name {route.name!r} is used twice")
+            )
+        seen.add(route.name)
+        matchers: list[Matcher] = []
+        for j, text in enumerate(route.matchers):
+            try:
+                matchers.append(parse_matcher(text))
+            except MatcherError as exc:
+                problems.append(_problem(path, lines, (*where, "matchers", j), str(exc)))
+        conditions: list[Condition] = []
+        for name, text in route.when.items():
+            if name not in spec.context:
+                known = ", ".join(sorted(spec.context)) or "none defined"
+                problems.append(
+                    _problem(
+                        path,
+                        lines,
+                        (*where, "when", name),
+                        f"unknown context value {name!r}: define it under context "
+                        f"(defined: {known})",
+                    )
+                )
+                continue
+            try:
+                conditions.append(parse_condition(name, text))
+            except ValueError as exc:
+                problems.append(_problem(path, lines, (*where, "when", name), str(exc)))
+        for j, dest in enumerate(route.to):
+            if dest not in spec.destinations:
+                problems.append(_problem(path, lines, (*where, "to", j), _undefined(dest, spec)))
+        routes.append(
+            Route(
+                name=route.name,
+                matchers=tuple(matchers),
+                when=tuple(conditions),
+                to=tuple(route.to),
+                continue_=route.continue_,
+                repeat_interval=(
+                    route.repeat_interval
+                    if route.repeat_interval is not None
+                    else spec.defaults.repeat_interval
+                ),
+                send_resolved=(
+                    route.send_resolved
+                    if route.send_resolved is not None
+                    else spec.defaults.send_resolved
+                ),
+            )
+        )
+    return routes
+
+
+def _undefined(name: str, spec: RulesFile) -> str:
+    known = ", ".join(sorted(spec.destinations))
+    return f"destination {name!r} is not defined: add it under destinations or use one of: {known}"
+
+
+def _pydantic_problems(
+    path: Path, exc: ValidationError, lines: dict[tuple[Any, ...], int]
+) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(
+            p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function"))
+        )
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}: remove it or check its spelling"
+        elif kind == "missing":
+            message = f"{loc[-1]!r} is required"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        problems.append(_problem(path, lines, loc, message))
+    return problems
+
+
+def _problem(
+    path: Path, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...], message: str
+) -> str:
+    line = _line_of(lines, loc)
+    where = _dotted(loc) or "(top level)"
+    return f"{path}:{line}: {where}: {message}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}"
+        else:
+            out = str(part)
+    return out
+
+
+def _line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def _line_index(node: yaml.Node | None) -> dict[tuple[Any, ...], int]:
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        for loc, line in _walk(node, ()):
+            lines.setdefault(loc, line)
+    return lines
+
+
+def _walk(node: yaml.Node, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], int]]:
+    yield loc, node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*loc, key.value)
+            yield child, key.start_mark.line + 1
+            yield from _walk(value, child)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _walk(item, (*loc, i))

@@ -1,0 +1,120 @@
+"""Secrets from the mounted `alert-secrets` Secret, with environment fallback.
+
+Files are re-read when they change, so a rotated Secret is used from the next send.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SECRETS_DIR = Path("/etc/alert-secrets")
+
+
+class Secret:
+    """A secret value that prints as `****` wherever it ends up by mistake."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    def __str__(self) -> str:
+        return "****"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class MissingSecretError(LookupError):
+    """A secret that the configuration needs is neither a file nor an environment variable."""
+
+    def __init__(self, key: str, directory: Path) -> None:
+        self.key = key
+        super().__init__(
+            f"secret {key!r} is missing: expected file {directory / key} "
+            f"or environment variable {env_name(key)}"
+        )
+
+
+def env_name(key: str) -> str:
+    """`slack-webhook-url` -> `SLACK_WEBHOOK_URL`."""
+    return key.upper().replace("-", "_")
+
+
+@dataclass
+class _Cached:
+    mtime_ns: int
+    size: int
+    secret: Secret
+
+
+class SecretStore:
+    """Reads secrets from a directory of files (a mounted Secret) or the environment."""
+
+    def __init__(self, directory: Path, environ: Mapping[str, str] | None = None) -> None:
+        self.directory = directory
+        self._environ = os.environ if environ is None else environ
+        self._cache: dict[str, _Cached] = {}
+
+    def get(self, key: str) -> Secret | None:
+        path = self.directory / key
+        try:
+            stat = path.stat()
+        except OSError:
+            value = self._environ.get(env_name(key))
+            return Secret(value) if value else None
+        cached = self._cache.get(key)
+        if cached and cached.mtime_ns == stat.st_mtime_ns and cached.size == stat.st_size:
+            return cached.secret
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        if not text:
+            return None
+        secret = Secret(text)
+        self._cache[key] = _Cached(stat.st_mtime_ns, stat.st_size, secret)
+        return secret
+
+    def require(self, key: str) -> Secret:
+        secret = self.get(key)
+        if secret is None:
+            raise MissingSecretError(key, self.directory)
+        return secret
+
+    def source(self, key: str) -> SecretSource:
+        return SecretSource(self, key)
+
+
+class SecretSource:
+    """A named secret looked up at each use, so rotation needs no restart."""
+
+    def __init__(self, store: SecretStore, key: str) -> None:
+        self._store = store
+        self.key = key
+
+    def __call__(self) -> Secret:
+        return self._store.require(self.key)
+
+    def __repr__(self) -> str:
+        return f"SecretSource({self.key!r})"
+
+
+def redact(text: str, *secrets: Secret | None) -> str:
+    """Replace every occurrence of the given secrets in `text` with `****`."""
+    for secret in secrets:
+        if secret is not None and secret.reveal():
+            text = text.replace(secret.reveal(), "****")
+    return text

@@ -1,0 +1,34 @@
+"""Settings from the environment (DESIGN.md, "Settings")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from receiver.secrets import DEFAULT_SECRETS_DIR
+
+SLACK_API_URL = "https://slack.com/api/"
+# PagerDuty Events API v2 enqueue endpoint.
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class Settings(BaseSettings):
+    """Every knob the environment can set. Names are the documented variables."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    config: Path = Field(default=Path("rules/routes.yaml"), alias="ALERT_ROUTER_CONFIG")
+    state: str = Field(default="data/alert-router.db", alias="ALERT_ROUTER_STATE")
+    prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
+    secrets_dir: Path = Field(default=DEFAULT_SECRETS_DIR, alias="ALERT_ROUTER_SECRETS_DIR")
+    slack_api_url: str = Field(default=SLACK_API_URL, alias="SLACK_API_URL")
+    pagerduty_events_url: str = Field(default=PAGERDUTY_EVENTS_URL, alias="PAGERDUTY_EVENTS_URL")
+    host: str = Field(default="0.0.0.0", alias="ALERT_ROUTER_HOST")
+    port: int = Field(default=8080, alias="ALERT_ROUTER_PORT")
+    log_format: Literal["json", "text"] = Field(default="json", alias="ALERT_ROUTER_LOG_FORMAT")
+    max_body_bytes: int = Field(default=1024 * 1024, alias="ALERT_ROUTER_MAX_BODY_BYTES", gt=0)
+    # Exact copies (same fingerprint, status, startsAt) within this window are duplicates.
+    dedup_window: float = Field(default=60.0, alias="ALERT_ROUTER_DEDUP_WINDOW", ge=0)
