@@ -408,7 +408,8 @@ def _pydantic_problems(
         if kind == "extra_forbidden":
             message = f"unknown key {loc[-1]!r}: remove it or check its spelling"
         elif kind == "missing":
-            message = f"{loc[-1]!r} is required"
+            message = f"missing required key {loc[-1]!r}"
+            loc = loc[:-1]
         else:
             message = error["msg"].removeprefix("Value error, ")
         problems.append(_problem(path, lines, loc, message))

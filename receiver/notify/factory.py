@@ -1,0 +1,48 @@
+"""Builds the notifier of each destination in the rules, explicitly, one line per type."""
+
+from __future__ import annotations
+
+from receiver.notify.base import Notifier
+from receiver.notify.dryrun import DryRunNotifier, Emit, log_emit
+from receiver.notify.pagerduty import PagerDutyNotifier
+from receiver.notify.slack import SlackBotNotifier, SlackWebhookNotifier
+from receiver.rules import DestinationSpec, Rules
+from receiver.secrets import SecretStore
+from receiver.settings import Settings
+
+
+def build_notifier(
+    name: str, spec: DestinationSpec, secrets: SecretStore, settings: Settings
+) -> Notifier:
+    if spec.slack is not None and spec.slack.webhook_url is not None:
+        return SlackWebhookNotifier(name, secrets.source(spec.slack.webhook_url.secret))
+    if spec.slack is not None and spec.slack.token is not None:
+        assert spec.slack.channel is not None  # rules validation guarantees it
+        return SlackBotNotifier(
+            name,
+            secrets.source(spec.slack.token.secret),
+            spec.slack.channel,
+            api_url=settings.slack_api_url,
+        )
+    assert spec.pagerduty is not None
+    return PagerDutyNotifier(
+        name,
+        secrets.source(spec.pagerduty.routing_key.secret),
+        events_url=settings.pagerduty_events_url,
+        default_severity=spec.pagerduty.default_severity,
+    )
+
+
+def build_notifiers(
+    rules: Rules,
+    secrets: SecretStore,
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    emit: Emit = log_emit,
+) -> dict[str, Notifier]:
+    notifiers: dict[str, Notifier] = {}
+    for name, spec in rules.destinations.items():
+        notifier = build_notifier(name, spec, secrets, settings)
+        notifiers[name] = DryRunNotifier(name, notifier, emit) if dry_run else notifier
+    return notifiers

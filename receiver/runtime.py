@@ -1,0 +1,73 @@
+"""Assembling the service from settings: store, rules, secrets, notifiers, context."""
+
+from __future__ import annotations
+
+import httpx
+
+from receiver.app import WEBHOOK_TOKEN, Service
+from receiver.enrich import Enricher
+from receiver.metrics import Metrics
+from receiver.notify.dryrun import Emit, log_emit
+from receiver.notify.factory import build_notifiers
+from receiver.reloader import RulesHolder
+from receiver.rules import Rules
+from receiver.secrets import SecretStore
+from receiver.settings import Settings
+from receiver.store import open_store
+
+
+def missing_secrets(rules: Rules, secrets: SecretStore) -> list[str]:
+    """One line per secret the destinations need that cannot be found."""
+    problems = []
+    for key, destinations in sorted(rules.secret_keys().items()):
+        if secrets.get(key) is None:
+            problems.append(
+                f"secret {key!r} (needed by {', '.join(destinations)}) is missing: "
+                f"no file {secrets.directory / key} and no environment variable "
+                f"{key.upper().replace('-', '_')}"
+            )
+    return problems
+
+
+def missing_token(secrets: SecretStore) -> str | None:
+    if secrets.get(WEBHOOK_TOKEN) is not None:
+        return None
+    return (
+        f"secret {WEBHOOK_TOKEN!r} is missing: Alertmanager's bearer token is read from "
+        f"{secrets.directory / WEBHOOK_TOKEN} or WEBHOOK_TOKEN; "
+        "pass --no-auth to run with an open endpoint"
+    )
+
+
+def build_service(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    auth: bool = True,
+    emit: Emit = log_emit,
+    secrets: SecretStore | None = None,
+) -> Service:
+    metrics = Metrics()
+    secrets = secrets or SecretStore(settings.secrets_dir)
+
+    def validate(rules: Rules) -> list[str]:
+        # A new rules file whose destinations lack their secrets is refused like any
+        # other invalid file: the rules in force keep serving.
+        return [] if dry_run else missing_secrets(rules, secrets)
+
+    holder = RulesHolder(settings.config, metrics, validate=validate)
+    http = httpx.AsyncClient()
+    enricher = Enricher(http, metrics, prometheus_url=settings.prometheus_url)
+    return Service(
+        settings=settings,
+        store=open_store(settings.state, busy_timeout=settings.sqlite_busy_timeout),
+        holder=holder,
+        secrets=secrets,
+        metrics=metrics,
+        notifiers=lambda rules: build_notifiers(
+            rules, secrets, settings, dry_run=dry_run, emit=emit
+        ),
+        context=enricher,
+        auth=auth,
+        http=http,
+    )

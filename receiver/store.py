@@ -1,0 +1,146 @@
+"""The durable store behind the pipeline: ingest idempotency, the queues, the ledger.
+
+Two implementations share this interface and one contract test suite: SQLite (the
+embedded default, one replica) and Redis (several replicas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from receiver.dedup import LedgerEntry
+from receiver.models import Alert, CostContext, DedupReason
+
+
+class StoreError(Exception):
+    """The store cannot read or write; ingest answers 503 so Alertmanager retries."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """An accepted alert waiting to be enriched and routed."""
+
+    id: str
+    alert: Alert
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A candidate notification: this alert, routed to this destination by this route."""
+
+    destination: str
+    route: str
+    repeat_interval: float
+    send_resolved: bool
+    alert: Alert
+    context: CostContext
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    destination: str
+    episode: str
+    status: str
+    reason: DedupReason
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A notification waiting for (or in) delivery to its destination."""
+
+    id: str
+    destination: str
+    route: str
+    reason: DedupReason
+    alert: Alert
+    context: CostContext
+    received_at: float
+    attempts: int
+    ref: Mapping[str, str] | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: str
+    destination: str
+    alertname: str
+    episode: str
+    status: str
+    error: str
+    attempts: int
+    failed_at: float
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ingest(self, alerts: Sequence[Alert], now: float, window: float) -> IngestResult:
+        """Store new alerts durably; exact copies seen within `window` seconds are
+        duplicates. Returns only after the new alerts are durable."""
+        ...
+
+    async def claim_inbox(self, limit: int, now: float, lease: float) -> list[InboxItem]: ...
+
+    async def plan(
+        self, inbox_ids: Sequence[str], planned: Sequence[Planned], now: float
+    ) -> list[Decision]:
+        """Atomically: decide each candidate against the ledger and the queued work
+        (receiver.dedup.decide), queue those to send, and retire the inbox items."""
+        ...
+
+    async def ready_count(self, destination: str, now: float) -> int: ...
+
+    async def claim_outbox(
+        self, destination: str, limit: int, now: float, lease: float
+    ) -> list[OutboxItem]: ...
+
+    async def delivered(
+        self, items: Sequence[OutboxItem], refs: Sequence[Mapping[str, str] | None], now: float
+    ) -> None:
+        """Record success in the ledger and retire the items, in one step."""
+        ...
+
+    async def reschedule(
+        self, items: Sequence[OutboxItem], not_before: float, error: str
+    ) -> None: ...
+
+    async def dead_letter(self, items: Sequence[OutboxItem], error: str, now: float) -> None: ...
+
+    async def dead_letters(self) -> list[DeadLetter]: ...
+
+    async def replay_dead_letters(self, ids: Sequence[str] | None, now: float) -> int:
+        """Queue dead letters again (all when `ids` is None); returns how many."""
+        ...
+
+    async def ledger_entry(self, destination: str, episode: str) -> LedgerEntry | None: ...
+
+    async def depths(self) -> dict[str, int]:
+        """Counts of `inbox`, `outbox` and `dead_letters`."""
+        ...
+
+    async def check_writable(self) -> None:
+        """Raise StoreError when a write would fail."""
+        ...
+
+    async def purge(self, now: float, window: float, ledger_retention: float) -> None:
+        """Forget ingest copies older than `window` and ledger entries older than retention."""
+        ...
+
+
+def open_store(state: str, *, busy_timeout: float = 5.0) -> Store:
+    """The store named by ALERT_ROUTER_STATE: a SQLite file path."""
+    from receiver.store_sqlite import SqliteStore
+
+    return SqliteStore(state, busy_timeout=busy_timeout)

@@ -1,0 +1,137 @@
+"""Routing as a table: matchers, anchoring, continue, default and cost conditions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receiver.matchers import MatcherError, parse_matcher
+from receiver.routing import route_alert
+from receiver.rules import Rules, parse_rules
+
+RULES = """
+destinations:
+  slack: {slack: {webhook_url: {secret: slack-webhook-url}}}
+  pager: {pagerduty: {routing_key: {secret: pagerduty-key}}}
+  bot: {slack: {token: {secret: slack-bot-token}, channel: "#gpu-costs"}}
+context:
+  cost_per_hour: {query: 'sum by (service) (service_cost_per_hour)', unit: usd_per_hour}
+routes:
+  - name: budget-page
+    matchers: ['alertname="BudgetThresholdExceeded"', 'severity="critical"']
+    to: [pager, slack]
+  - name: expensive
+    matchers: ['alertname=~"HighGPUCost|HighCostPerJob"']
+    when: {cost_per_hour: "> 100"}
+    to: [pager]
+    continue: true
+  - name: cost
+    matchers: ['alertname=~"HighGPUCost|HighCostPerJob"']
+    to: [bot]
+  - name: not-prod
+    matchers: ['env!="prod"', 'alertname="EnvCheck"']
+    to: [bot]
+  - name: no-staging
+    matchers: ['env!~"stag.*"', 'alertname="EnvRegex"']
+    to: [pager]
+default: slack
+"""
+
+
+@pytest.fixture(scope="module")
+def rules() -> Rules:
+    return parse_rules(RULES, Path("routes.yaml"))
+
+
+CASES = [
+    # Both matchers hold: first match wins, no continue, two destinations in order.
+    ({"alertname": "BudgetThresholdExceeded", "severity": "critical"}, {}, ["pager", "slack"]),
+    # One matcher fails: nothing matches, so the default takes it.
+    ({"alertname": "BudgetThresholdExceeded", "severity": "warning"}, {}, ["slack"]),
+    # Money over the threshold: paged, and continue reaches the next route too.
+    ({"alertname": "HighGPUCost"}, {"cost_per_hour": 120.0}, ["pager", "bot"]),
+    # Money under the threshold: only the label route.
+    ({"alertname": "HighGPUCost"}, {"cost_per_hour": 80.0}, ["bot"]),
+    # No context value: the condition does not match.
+    ({"alertname": "HighCostPerJob"}, {}, ["bot"]),
+    # The boundary: "> 100" is strict.
+    ({"alertname": "HighGPUCost"}, {"cost_per_hour": 100.0}, ["bot"]),
+    # Regexes are anchored: a longer name does not match "HighGPUCost".
+    ({"alertname": "HighGPUCostly"}, {"cost_per_hour": 500.0}, ["slack"]),
+    ({"alertname": "XHighGPUCost"}, {}, ["slack"]),
+    # != matches a missing label (the empty string), like Alertmanager.
+    ({"alertname": "EnvCheck"}, {}, ["bot"]),
+    ({"alertname": "EnvCheck", "env": "prod"}, {}, ["slack"]),
+    # !~ is anchored too: "staging" is excluded, "prestaging" is not.
+    ({"alertname": "EnvRegex", "env": "staging"}, {}, ["slack"]),
+    ({"alertname": "EnvRegex", "env": "prestaging"}, {}, ["pager"]),
+    # Anything else goes to the default destination.
+    ({"alertname": "Unrelated"}, {}, ["slack"]),
+]
+
+
+@pytest.mark.parametrize(("labels", "context", "expected"), CASES)
+def test_routes(
+    rules: Rules, labels: dict[str, str], context: dict[str, float], expected: list[str]
+) -> None:
+    assert [t.destination for t in route_alert(rules, labels, context)] == expected
+
+
+def test_route_settings_come_from_the_first_route(rules: Rules) -> None:
+    [pager, slack] = route_alert(
+        rules, {"alertname": "BudgetThresholdExceeded", "severity": "critical"}, {}
+    )
+    assert pager.route.name == "budget-page"
+    assert pager.route.repeat_interval == 4 * 3600
+    assert pager.route.send_resolved is True
+
+
+def test_no_default_means_no_destination() -> None:
+    rules = parse_rules(
+        "destinations: {s: {slack: {webhook_url: {secret: k}}}}\n"
+        "routes: [{name: r, matchers: ['a=\"b\"'], to: [s]}]\n",
+        Path("r.yaml"),
+    )
+    assert route_alert(rules, {"alertname": "X"}, {}) == []
+
+
+def test_repeat_interval_and_send_resolved_per_route() -> None:
+    rules = parse_rules(
+        "destinations: {s: {slack: {webhook_url: {secret: k}}}}\n"
+        "defaults: {repeat_interval: 2h}\n"
+        "routes:\n"
+        "  - {name: a, matchers: ['x=\"1\"'], to: [s], repeat_interval: 12h, send_resolved: false}\n"
+        "  - {name: b, to: [s]}\n",
+        Path("r.yaml"),
+    )
+    assert rules.routes[0].repeat_interval == 12 * 3600
+    assert rules.routes[0].send_resolved is False
+    assert rules.routes[1].repeat_interval == 2 * 3600
+    assert rules.routes[1].send_resolved is True
+
+
+MATCHERS = [
+    ('severity="critical"', {"severity": "critical"}, True),
+    ("severity=critical", {"severity": "critical"}, True),
+    ('severity = "critical"', {"severity": "critical"}, True),
+    ('severity!="critical"', {"severity": "warning"}, True),
+    ('severity=~"crit.*"', {"severity": "critical"}, True),
+    ('severity=~"crit"', {"severity": "critical"}, False),  # anchored
+    ('severity!~"crit.*"', {"severity": "critical"}, False),
+    ('summary="say \\"hi\\""', {"summary": 'say "hi"'}, True),
+    ('team=""', {}, True),  # empty value matches a missing label
+]
+
+
+@pytest.mark.parametrize(("text", "labels", "expected"), MATCHERS)
+def test_matchers(text: str, labels: dict[str, str], expected: bool) -> None:
+    assert parse_matcher(text).matches(labels) is expected
+
+
+@pytest.mark.parametrize(
+    "text", ["severity", '="x"', 'a=="b"', 'a="b', 'a=~"("', '1a="b"', 'a="b"c"']
+)
+def test_bad_matchers(text: str) -> None:
+    with pytest.raises(MatcherError):
+        parse_matcher(text)

@@ -1,0 +1,140 @@
+"""Each broken rules file under testdata/ and the exact message it must produce
+(Alertmanager's config/testdata habit): file, line, path inside the file, and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receiver.rules import RulesError, load_rules
+
+DATA = Path(__file__).parent / "testdata"
+
+CASES = [
+    # A misspelt key is rejected, not ignored.
+    (
+        "unknown_key.yaml",
+        "7: routes[0].repeat_intervall: unknown key 'repeat_intervall': "
+        "remove it or check its spelling",
+    ),
+    # A route naming a destination that does not exist.
+    (
+        "undefined_destination.yaml",
+        "5: routes[0].to[0]: destination 'pager' is not defined: "
+        "add it under destinations or use one of: s",
+    ),
+    (
+        "undefined_default.yaml",
+        "3: default: destination 'nowhere' is not defined: "
+        "add it under destinations or use one of: s",
+    ),
+    (
+        "bad_regex.yaml",
+        "5: routes[0].matchers[0]: 'alertname=~\"High(GPU\"' has an invalid regex: "
+        "missing ), unterminated subpattern at position 0",
+    ),
+    (
+        "bad_matcher.yaml",
+        "5: routes[0].matchers[0]: 'alertname HighGPUCost' is not a matcher: "
+        'write name="value" with one of = != =~ !~',
+    ),
+    (
+        "bad_duration.yaml",
+        "6: routes[0].repeat_interval: '4 hours' is not a duration: "
+        "use e.g. 30s, 5m, 4h, 1d or 1h30m",
+    ),
+    (
+        "bad_condition.yaml",
+        "8: routes[0].when.cost_per_hour: 'more than 100' is not a condition: "
+        "write an operator (> >= < <= == !=) and a number, e.g. '> 100'",
+    ),
+    # `when` may only test context values the file defines.
+    (
+        "unknown_context.yaml",
+        "6: routes[0].when.cost_per_hour: unknown context value 'cost_per_hour': "
+        "define it under context (defined: none defined)",
+    ),
+    (
+        "slack_both.yaml",
+        "3: destinations.s.slack: set exactly one of webhook_url or token (with channel)",
+    ),
+    (
+        "slack_token_no_channel.yaml",
+        "3: destinations.s.slack: a token destination needs channel, e.g. channel: '#gpu-costs'",
+    ),
+    (
+        "destination_two_kinds.yaml",
+        "2: destinations.s: a destination is exactly one of slack or pagerduty",
+    ),
+    ("no_destinations.yaml", "1: (top level): missing required key 'destinations'"),
+    (
+        "bad_unit.yaml",
+        "4: context.cost.unit: Input should be 'usd', 'usd_per_hour', 'percent', 'ratio', "
+        "'count' or 'timestamp'",
+    ),
+    ("duplicate_route.yaml", "5: routes[1].name: route name 'r' is used twice"),
+    ("bad_yaml.yaml", "3: not valid YAML: expected ',' or '}', but got '<scalar>'"),
+    (
+        "bad_severity.yaml",
+        "2: destinations.p.pagerduty.default_severity: "
+        "Input should be 'critical', 'error', 'warning' or 'info'",
+    ),
+    ("not_a_mapping.yaml", "1: the rules file must be a mapping with destinations and routes"),
+    (
+        "incident_cost_unit.yaml",
+        "4: context.budget: incident_cost needs unit usd_per_hour (it integrates $/hour)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_error_message(name: str, expected: str) -> None:
+    path = DATA / name
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    assert caught.value.problems == [f"{path}:{expected}"]
+
+
+def test_missing_budgets_file_names_the_file() -> None:
+    path = DATA / "missing_budgets_file.yaml"
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{path}:3: budgets.file: cannot read budgets file ")
+    assert "no-such-cost_allocation.json" in problem
+
+
+def test_every_testdata_file_has_a_case() -> None:
+    covered = {name for name, _ in CASES} | {"missing_budgets_file.yaml"}
+    assert covered == {p.name for p in DATA.glob("*.yaml")}
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "destinations:\n"
+        "  s: {slack: {webhook_url: {secret: k}}}\n"
+        "routes:\n"
+        "  - {name: a, to: [x]}\n"
+        "  - {name: b, to: [s], matchers: ['bad']}\n"
+        "default: y\n"
+    )
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    assert len(caught.value.problems) == 3
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    assert caught.value.problems == [
+        f"{path}: cannot read the rules file: No such file or directory"
+    ]
+
+
+def test_shipped_rules_are_valid() -> None:
+    rules = load_rules(Path("rules/routes.yaml"))
+    assert {"finops-slack", "oncall"} <= set(rules.destinations)
+    assert rules.default == "finops-slack"

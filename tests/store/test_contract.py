@@ -1,0 +1,217 @@
+"""One contract every store passes (SQLite now; Redis joins the parametrization)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from receiver.models import Alert, CostContext, DedupReason
+from receiver.store import Planned, Store
+from receiver.store_sqlite import SqliteStore
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """A factory, so a test can open the same state twice (a restart)."""
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "state.db")
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> AsyncIterator[Store]:
+    s = make_store()
+    await s.open()
+    yield s
+    await s.close()
+
+
+T0 = datetime(2026, 11, 29, 2, 39, 35, 178000, tzinfo=UTC)
+
+
+def alert(fp: str = "a1", status: str = "firing", starts: datetime = T0) -> Alert:
+    return Alert(
+        fingerprint=fp,
+        status=status,
+        labels={"alertname": "HighGPUCost", "service": "svc"},
+        annotations={"summary": "s"},
+        starts_at=starts,
+        ends_at=None,
+    )
+
+
+def planned(a: Alert, dest: str = "slack", repeat: float = 3600, send_resolved: bool = True) -> Planned:
+    return Planned(dest, "r", repeat, send_resolved, a, CostContext(), 0.0)
+
+
+async def route_all(store: Store, dest: str = "slack", now: float = 100.0, **kw: float) -> list[DedupReason]:
+    items = await store.claim_inbox(100, now, 60)
+    decisions = await store.plan([i.id for i in items], [planned(i.alert, dest) for i in items], now)
+    return [d.reason for d in decisions]
+
+
+async def test_ingest_dedups_exact_copies_within_window(store: Store) -> None:
+    assert (await store.ingest([alert()], 100.0, 60)).accepted == 1
+    again = await store.ingest([alert()], 130.0, 60)
+    assert (again.accepted, again.duplicates) == (0, 1)
+    # Past the window the same alert is new work again (a group_interval re-send).
+    later = await store.ingest([alert()], 161.0, 60)
+    assert (later.accepted, later.duplicates) == (1, 0)
+    # Another status or startsAt is not a copy.
+    other = await store.ingest([alert(status="resolved"), alert(fp="a2")], 162.0, 60)
+    assert (other.accepted, other.duplicates) == (2, 0)
+
+
+async def test_inbox_lease_and_restart(make_store: StoreFactory) -> None:
+    first = make_store()
+    await first.open()
+    await first.ingest([alert("x"), alert("y")], 100.0, 60)
+    claimed = await first.claim_inbox(10, 100.0, 60)
+    assert len(claimed) == 2
+    assert await first.claim_inbox(10, 101.0, 60) == []  # leased
+    await first.close()
+    # A restart: work claimed by the dead process is available again.
+    second = make_store()
+    await second.open()
+    try:
+        again = await second.claim_inbox(10, 102.0, 60)
+        assert sorted(i.alert.fingerprint for i in again) == ["x", "y"]
+    finally:
+        await second.close()
+
+
+async def test_first_repeat_and_resolve(store: Store) -> None:
+    await store.ingest([alert()], 100.0, 60)
+    assert await route_all(store) == [DedupReason.FIRST]
+    # Queued but not yet delivered: a re-send is not queued twice.
+    await store.ingest([alert()], 200.0, 60)
+    assert await route_all(store, now=200.0) == [DedupReason.PENDING]
+    [item] = await store.claim_outbox("slack", 10, 200.0, 60)
+    await store.delivered([item], [{"channel": "C1", "ts": "1.1"}], 200.0)
+    # Within repeat_interval: suppressed.
+    await store.ingest([alert()], 300.0, 60)
+    assert await route_all(store, now=300.0) == [DedupReason.ALREADY_NOTIFIED]
+    # After repeat_interval (3600 s): again.
+    await store.ingest([alert()], 3900.0, 60)
+    assert await route_all(store, now=3900.0) == [DedupReason.REPEAT]
+    [item] = await store.claim_outbox("slack", 10, 3900.0, 60)
+    await store.delivered([item], [None], 3900.0)
+    # The resolve carries the ref of the firing message (for chat.update).
+    await store.ingest([alert(status="resolved")], 4000.0, 60)
+    assert await route_all(store, now=4000.0) == [DedupReason.RESOLVED]
+    [item] = await store.claim_outbox("slack", 10, 4000.0, 60)
+    assert item.ref == {"channel": "C1", "ts": "1.1"}
+    await store.delivered([item], [None], 4000.0)
+    # Resolve once.
+    await store.ingest([alert(status="resolved")], 4100.0, 60)
+    assert await route_all(store, now=4100.0) == [DedupReason.ALREADY_RESOLVED]
+    entry = await store.ledger_entry("slack", alert().episode)
+    assert entry is not None and entry.firing_at == 3900.0 and entry.resolved_at == 4000.0
+
+
+async def test_resolve_only_where_firing_was_sent(store: Store) -> None:
+    await store.ingest([alert(status="resolved")], 100.0, 60)
+    assert await route_all(store) == [DedupReason.NOT_NOTIFIED]
+    assert await store.depths() == {"inbox": 0, "outbox": 0, "dead_letters": 0}
+
+
+async def test_resolve_queued_behind_a_pending_firing(store: Store) -> None:
+    await store.ingest([alert()], 100.0, 60)
+    await store.ingest([alert(status="resolved")], 100.5, 60)
+    assert await route_all(store) == [DedupReason.FIRST, DedupReason.RESOLVED]
+    items = await store.claim_outbox("slack", 10, 101.0, 60)
+    assert [i.alert.status for i in items] == ["firing", "resolved"]
+
+
+async def test_send_resolved_off(store: Store) -> None:
+    await store.ingest([alert()], 100.0, 60)
+    items = await store.claim_inbox(10, 100.0, 60)
+    await store.plan([i.id for i in items], [planned(items[0].alert, send_resolved=False)], 100.0)
+    [item] = await store.claim_outbox("slack", 10, 100.0, 60)
+    await store.delivered([item], [None], 100.0)
+    await store.ingest([alert(status="resolved")], 200.0, 60)
+    items = await store.claim_inbox(10, 200.0, 60)
+    [d] = await store.plan(
+        [i.id for i in items], [planned(items[0].alert, send_resolved=False)], 200.0
+    )
+    assert d.reason is DedupReason.SEND_RESOLVED_OFF
+
+
+async def test_destinations_are_independent(store: Store) -> None:
+    await store.ingest([alert()], 100.0, 60)
+    items = await store.claim_inbox(10, 100.0, 60)
+    a = items[0].alert
+    await store.plan([items[0].id], [planned(a, "slack"), planned(a, "pager")], 100.0)
+    [s] = await store.claim_outbox("slack", 10, 100.0, 60)
+    await store.delivered([s], [None], 100.0)
+    # Pager not delivered yet: a re-send routed to it (again) is pending there, but a
+    # new destination (escalation on money) gets its first notification.
+    await store.ingest([alert()], 200.0, 60)
+    items = await store.claim_inbox(10, 200.0, 60)
+    decisions = await store.plan(
+        [items[0].id],
+        [planned(a, "slack"), planned(a, "pager"), planned(a, "oncall-2")],
+        200.0,
+    )
+    assert [d.reason for d in decisions] == [
+        DedupReason.ALREADY_NOTIFIED,
+        DedupReason.PENDING,
+        DedupReason.FIRST,
+    ]
+
+
+async def test_reschedule_and_dead_letters(store: Store) -> None:
+    await store.ingest([alert()], 100.0, 60)
+    await route_all(store)
+    [item] = await store.claim_outbox("slack", 10, 100.0, 60)
+    await store.reschedule([item], 150.0, "HTTP 500")
+    assert await store.ready_count("slack", 120.0) == 0  # not before 150
+    assert await store.ready_count("slack", 150.0) == 1
+    [item] = await store.claim_outbox("slack", 10, 150.0, 60)
+    assert item.attempts == 1
+    await store.dead_letter([item], "HTTP 404 channel_not_found", 160.0)
+    [dead] = await store.dead_letters()
+    assert (dead.destination, dead.alertname, dead.error, dead.attempts) == (
+        "slack",
+        "HighGPUCost",
+        "HTTP 404 channel_not_found",
+        2,
+    )
+    assert (await store.depths())["dead_letters"] == 1
+    assert await store.replay_dead_letters(None, 170.0) == 1
+    assert await store.dead_letters() == []
+    [again] = await store.claim_outbox("slack", 10, 170.0, 60)
+    assert again.alert.fingerprint == "a1"
+
+
+async def test_replay_by_id(store: Store) -> None:
+    await store.ingest([alert("a"), alert("b")], 100.0, 60)
+    await route_all(store)
+    items = await store.claim_outbox("slack", 10, 100.0, 60)
+    await store.dead_letter(items, "HTTP 400", 100.0)
+    letters = await store.dead_letters()
+    assert await store.replay_dead_letters([letters[1].id], 110.0) == 1
+    assert [d.id for d in await store.dead_letters()] == [letters[0].id]
+
+
+async def test_concurrent_ingest_is_grouped_and_complete(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.ingest([alert(f"fp{i}")], 100.0, 60) for i in range(300))
+    )
+    assert sum(r.accepted for r in results) == 300
+    assert (await store.depths())["inbox"] == 300
+
+
+async def test_purge_forgets_old_copies(store: Store) -> None:
+    await store.ingest([alert()], 100.0, 60)
+    await store.purge(1000.0, 60, 86400)
+    # With the copy forgotten, the same alert is accepted again even inside a window
+    # measured from the new time.
+    assert (await store.ingest([alert()], 1000.0, 60)).accepted == 1
+    await store.check_writable()
