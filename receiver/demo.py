@@ -15,6 +15,7 @@ import socket
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,16 @@ async def run_demo() -> int:
     configure("text", logging.WARNING)
     sent: list[tuple[str, Notification]] = []
 
-    def emit(destination: str, notification: Notification, body: dict[str, Any]) -> None:
-        sent.append((destination, notification))
-        alert = notification.alert
-        print(
-            f"\n--> {destination}: {alert.status.upper()} {alert.name} "
-            f"[{notification.reason.value}] via route {notification.route}"
-        )
+    def emit(destination: str, batch: Sequence[Notification], body: dict[str, Any]) -> None:
+        for notification in batch:
+            sent.append((destination, notification))
+            alert = notification.alert
+            print(
+                f"\n--> {destination}: {alert.status.upper()} {alert.name} "
+                f"[{notification.reason.value}] via route {notification.route}"
+            )
+        if len(batch) > 1:
+            print(f"    (one digest message for these {len(batch)} alerts)")
         print(json.dumps(body, indent=2, ensure_ascii=False))
 
     with tempfile.TemporaryDirectory(prefix="alert-router-demo-") as tmp:

@@ -11,20 +11,23 @@ from receiver.notify.base import Notifier, Ref
 
 log = logging.getLogger("alert_router.dry_run")
 
-Emit = Callable[[str, Notification, dict[str, Any]], None]
+# (destination, the notifications one message carries, the message body)
+Emit = Callable[[str, Sequence[Notification], dict[str, Any]], None]
 
 
-def log_emit(destination: str, notification: Notification, body: dict[str, Any]) -> None:
-    log.info(
-        "dry-run: would send",
-        extra={
-            "destination": destination,
-            "alertname": notification.alert.name,
-            "status": notification.alert.status,
-            "reason": notification.reason.value,
-            "body": body,
-        },
-    )
+def log_emit(destination: str, batch: Sequence[Notification], body: dict[str, Any]) -> None:
+    for notification in batch:
+        log.info(
+            "dry-run: would send",
+            extra={
+                "destination": destination,
+                "alertname": notification.alert.name,
+                "status": notification.alert.status,
+                "reason": notification.reason.value,
+                "batch": len(batch),
+            },
+        )
+    log.debug("dry-run: message body", extra={"destination": destination, "body": body})
 
 
 class DryRunNotifier:
@@ -41,8 +44,13 @@ class DryRunNotifier:
 
     async def notify(self, batch: Sequence[Notification]) -> Sequence[Ref | None]:
         bodies = self._inner.render(batch)
-        for i, body in enumerate(bodies):
-            self._emit(self.name, batch[min(i, len(batch) - 1)], body)
+        if len(bodies) == len(batch):
+            for notification, body in zip(batch, bodies, strict=True):
+                self._emit(self.name, [notification], body)
+        else:
+            # A digest: one message carries the whole batch.
+            for body in bodies:
+                self._emit(self.name, batch, body)
         return [None] * len(batch)
 
     def render(self, batch: Sequence[Notification]) -> list[dict[str, Any]]:

@@ -79,7 +79,7 @@ def test_routes(
 
 
 def test_route_settings_come_from_the_first_route(rules: Rules) -> None:
-    [pager, slack] = route_alert(
+    [pager, _] = route_alert(
         rules, {"alertname": "BudgetThresholdExceeded", "severity": "critical"}, {}
     )
     assert pager.route.name == "budget-page"
@@ -101,7 +101,8 @@ def test_repeat_interval_and_send_resolved_per_route() -> None:
         "destinations: {s: {slack: {webhook_url: {secret: k}}}}\n"
         "defaults: {repeat_interval: 2h}\n"
         "routes:\n"
-        "  - {name: a, matchers: ['x=\"1\"'], to: [s], repeat_interval: 12h, send_resolved: false}\n"
+        "  - {name: a, matchers: ['x=\"1\"'], to: [s],\n"
+        "     repeat_interval: 12h, send_resolved: false}\n"
         "  - {name: b, to: [s]}\n",
         Path("r.yaml"),
     )

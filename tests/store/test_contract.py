@@ -46,13 +46,19 @@ def alert(fp: str = "a1", status: str = "firing", starts: datetime = T0) -> Aler
     )
 
 
-def planned(a: Alert, dest: str = "slack", repeat: float = 3600, send_resolved: bool = True) -> Planned:
+def planned(
+    a: Alert, dest: str = "slack", repeat: float = 3600, send_resolved: bool = True
+) -> Planned:
     return Planned(dest, "r", repeat, send_resolved, a, CostContext(), 0.0)
 
 
-async def route_all(store: Store, dest: str = "slack", now: float = 100.0, **kw: float) -> list[DedupReason]:
+async def route_all(
+    store: Store, dest: str = "slack", now: float = 100.0, **kw: float
+) -> list[DedupReason]:
     items = await store.claim_inbox(100, now, 60)
-    decisions = await store.plan([i.id for i in items], [planned(i.alert, dest) for i in items], now)
+    decisions = await store.plan(
+        [i.id for i in items], [planned(i.alert, dest) for i in items], now
+    )
     return [d.reason for d in decisions]
 
 

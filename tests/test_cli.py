@@ -1,0 +1,231 @@
+"""The command line, run as users run it: `python -m receiver ...` in a child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service import TOKEN, ServerProcess, make_settings
+from tests.support import free_port
+
+SECRET_ENV = {
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/services/T0/B0/secretpart",
+    "PAGERDUTY_KEY": "0123456789abcdef0123456789abcdef",
+    "WEBHOOK_TOKEN": TOKEN,
+}
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ALERT_ROUTER_", "SLACK_", "PAGERDUTY_", "WEBHOOK_"))
+    }
+    base["ALERT_ROUTER_SECRETS_DIR"] = "/nonexistent-secrets-dir"
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *args],
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_check_valid_rules_with_secrets() -> None:
+    result = run("check", "--config", "rules/routes.yaml", env=SECRET_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "rules valid" in result.stdout
+    assert "finops-slack: slack webhook; secret slack-webhook-url (found)" in result.stdout
+    assert "oncall: pagerduty; secret pagerduty-key (found)" in result.stdout
+    assert result.stdout.rstrip().endswith("OK")
+    # Secrets never reach check's output.
+    for value in SECRET_ENV.values():
+        assert value not in result.stdout + result.stderr
+
+
+def test_check_names_a_missing_secret() -> None:
+    env = {k: v for k, v in SECRET_ENV.items() if k != "PAGERDUTY_KEY"}
+    result = run("check", "--config", "rules/routes.yaml", env=env)
+    assert result.returncode == 1
+    assert "secret 'pagerduty-key' (needed by oncall) is missing" in result.stderr
+    assert "PAGERDUTY_KEY" in result.stderr
+
+
+def test_check_invalid_rules_names_file_line_and_fix() -> None:
+    bad = Path("tests/rules/testdata/undefined_destination.yaml")
+    result = run("check", "--config", str(bad), env=SECRET_ENV)
+    assert result.returncode == 1
+    assert (
+        f"{bad}:5: routes[0].to[0]: destination 'pager' is not defined: "
+        "add it under destinations or use one of: s"
+    ) in result.stderr
+
+
+def test_check_reads_secret_files(tmp_path: Path) -> None:
+    (tmp_path / "slack-webhook-url").write_text("https://hooks.slack.invalid/x\n")
+    (tmp_path / "pagerduty-key").write_text("k" * 32)
+    (tmp_path / "webhook-token").write_text("t")
+    result = run(
+        "check",
+        "--config",
+        "rules/routes.yaml",
+        env={"ALERT_ROUTER_SECRETS_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+ROUTE_CASES = [
+    # Critical budget alert: paged and posted.
+    (["alertname=BudgetThresholdExceeded", "severity=critical"], [], "oncall, finops-slack"),
+    (["alertname=BudgetThresholdExceeded", "severity=warning"], [], "finops-slack"),
+    # Money decides: over $100/h the cost alert also pages.
+    (["alertname=HighGPUCost", "service=x"], ["cost_per_hour=120"], "oncall, finops-slack"),
+    (["alertname=HighGPUCost", "service=x"], ["cost_per_hour=80"], "finops-slack"),
+    (["alertname=IdleGPU"], [], "finops-slack"),
+    (["alertname=SomethingElse"], [], "finops-slack"),
+]
+
+
+@pytest.mark.parametrize(("labels", "context", "expected"), ROUTE_CASES)
+def test_route(labels: list[str], context: list[str], expected: str) -> None:
+    args = ["route", "--config", "rules/routes.yaml", *labels]
+    for item in context:
+        args += ["--context", item]
+    result = run(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == expected
+
+
+def test_route_explains_an_unmet_money_condition() -> None:
+    result = run("route", "--config", "rules/routes.yaml", "alertname=HighGPUCost")
+    assert "route expensive-page matches the labels but not cost_per_hour > 100 (no value" in (
+        result.stdout
+    )
+
+
+def test_route_rejects_unknown_context() -> None:
+    result = run("route", "alertname=X", "--context", "nonsense=1")
+    assert result.returncode == 2
+    assert "unknown context value 'nonsense'" in result.stdout
+
+
+def test_serve_refuses_without_webhook_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in SECRET_ENV.items() if k != "WEBHOOK_TOKEN"}
+    result = run("serve", "--config", "rules/routes.yaml", env=env, timeout=30)
+    assert result.returncode == 2
+    assert "refusing to start: secret 'webhook-token' is missing" in result.stderr
+    assert "--no-auth" in result.stderr
+
+
+def test_serve_refuses_without_destination_secret(tmp_path: Path) -> None:
+    env = {k: v for k, v in SECRET_ENV.items() if k != "SLACK_WEBHOOK_URL"}
+    result = run("serve", "--config", "rules/routes.yaml", env=env, timeout=30)
+    assert result.returncode == 2
+    assert "secret 'slack-webhook-url' (needed by finops-slack) is missing" in result.stderr
+
+
+def test_serve_refuses_invalid_rules() -> None:
+    result = run("serve", "--config", "tests/rules/testdata/bad_regex.yaml", env=SECRET_ENV)
+    assert result.returncode == 2
+    assert "has an invalid regex" in result.stderr
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    settings = make_settings(tmp_path, Path("rules/routes.yaml"))
+    proc = ServerProcess(settings, "--dry-run").wait_ready()
+    yield proc
+    proc.stop()
+
+
+def test_send_labels_to_a_running_router(server: ServerProcess) -> None:
+    result = run(
+        "send",
+        "alertname=HighGPUCost",
+        "service=wav2lip",
+        "--annotation",
+        "summary=costly",
+        "--url",
+        f"{server.url}/alerts",
+        "--token",
+        TOKEN,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('200 {"accepted":1,"duplicates":0,"rejected":[]}')
+
+
+def test_send_a_file_uses_the_token_secret(server: ServerProcess) -> None:
+    result = run(
+        "send",
+        "tests/data/alertmanager-webhook-v4-group.json",
+        "--url",
+        f"{server.url}/alerts",
+        env={"WEBHOOK_TOKEN": TOKEN},
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"accepted":3' in result.stdout
+
+
+def test_send_with_wrong_token_fails(server: ServerProcess) -> None:
+    result = run("send", "alertname=X", "--url", f"{server.url}/alerts", "--token", "nope")
+    assert result.returncode == 1
+    assert result.stdout.startswith("401")
+
+
+def test_send_to_nothing_says_so() -> None:
+    result = run("send", "alertname=X", "--url", f"http://127.0.0.1:{free_port()}/alerts")
+    assert result.returncode == 1
+    assert "cannot reach" in result.stderr
+
+
+def test_no_auth_warns_loudly(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, Path("rules/routes.yaml"))
+    (settings.secrets_dir / "webhook-token").unlink()
+    proc = ServerProcess(settings, "--dry-run", "--no-auth").wait_ready()
+    try:
+        r = httpx.post(f"{proc.url}/alerts", json={"version": "4", "alerts": []})
+        assert r.status_code == 200
+        assert any("AUTHENTICATION IS OFF" in e.get("message", "") for e in proc.logs())
+    finally:
+        proc.stop()
+
+
+def test_dead_letters_list_when_empty(tmp_path: Path) -> None:
+    result = run("dead-letters", "list", env={"ALERT_ROUTER_STATE": str(tmp_path / "s.db")})
+    assert result.returncode == 0
+    assert result.stdout.strip() == "no dead letters"
+
+
+def test_dead_letters_retry_needs_ids(tmp_path: Path) -> None:
+    result = run("dead-letters", "retry", env={"ALERT_ROUTER_STATE": str(tmp_path / "s.db")})
+    assert result.returncode == 2
+
+
+def test_demo_runs_the_main_job() -> None:
+    result = run("demo", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "alerts answered as duplicates: 1" in out
+    for name in (
+        "BudgetThresholdExceeded",
+        "HighGPUCost",
+        "LowGPUUtilization",
+        "HighCostPerJob",
+        "IdleGPU",
+    ):
+        assert f"FIRING {name}" in out
+        assert f"RESOLVED {name}" in out
+    assert "--> oncall: FIRING BudgetThresholdExceeded [first_notification]" in out
+    assert "--> oncall: RESOLVED BudgetThresholdExceeded [resolved]" in out
+    assert "finops-slack: 10 notification(s) would have been sent" in out
+    assert "oncall: 2 notification(s) would have been sent" in out
