@@ -1,4 +1,4 @@
-"""One contract every store passes (SQLite now; Redis joins the parametrization)."""
+"""One contract every store passes: SQLite and Redis."""
 
 from __future__ import annotations
 
@@ -11,16 +11,21 @@ import pytest
 
 from receiver.models import Alert, CostContext, DedupReason
 from receiver.store import Planned, Store
+from receiver.store_redis import RedisStore
 from receiver.store_sqlite import SqliteStore
+from tests.fakes.redis import RedisServer, redis_factory_fixture, redis_server_fixture  # noqa: F401
 
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """A factory, so a test can open the same state twice (a restart)."""
+    """A factory, so a test can open the same state twice (a restart, another replica)."""
     if request.param == "sqlite":
         return lambda: SqliteStore(tmp_path / "state.db")
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return lambda: RedisStore(server.url)
     raise AssertionError(request.param)
 
 
@@ -74,7 +79,9 @@ async def test_ingest_dedups_exact_copies_within_window(store: Store) -> None:
     assert (other.accepted, other.duplicates) == (2, 0)
 
 
-async def test_inbox_lease_and_restart(make_store: StoreFactory) -> None:
+async def test_inbox_lease_and_restart(
+    make_store: StoreFactory, request: pytest.FixtureRequest
+) -> None:
     first = make_store()
     await first.open()
     await first.ingest([alert("x"), alert("y")], 100.0, 60)
@@ -86,7 +93,14 @@ async def test_inbox_lease_and_restart(make_store: StoreFactory) -> None:
     second = make_store()
     await second.open()
     try:
-        again = await second.claim_inbox(10, 102.0, 60)
+        if request.node.callspec.params["make_store"] == "redis":
+            # Replicas share Redis: opening one must not take work the others hold; a
+            # dead replica's claims come back when their lease (60 s from 100) expires.
+            assert await second.claim_inbox(10, 159.0, 60) == []
+            again = await second.claim_inbox(10, 160.0, 60)
+        else:
+            # One process owns the SQLite file: a restart voids the old leases at once.
+            again = await second.claim_inbox(10, 102.0, 60)
         assert sorted(i.alert.fingerprint for i in again) == ["x", "y"]
     finally:
         await second.close()

@@ -1,0 +1,429 @@
+"""The Redis store beyond the shared contract: replicas sharing one Redis, Redis failing."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from receiver.dedup import LedgerEntry, decide
+from receiver.models import DedupReason
+from receiver.store import StoreError
+from receiver.store_redis import DECIDE_LUA, RedisStore, redact_url
+from tests.fakes.redis import RedisServer, redis_factory_fixture, redis_server_fixture  # noqa: F401
+from tests.store.test_contract import alert, planned
+
+RedisFactory = Callable[..., RedisServer]
+
+
+@pytest.fixture
+async def replicas(redis_server: RedisServer) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """Two stores on one Redis: two alert-router replicas."""
+    a, b = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    await a.open()
+    await b.open()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+# -- the dedup decision in Lua is receiver.dedup.decide --------------------------------
+
+_EVAL_DECIDE = (
+    DECIDE_LUA
+    + """
+local function opt(v) if v == '' then return nil end return tonumber(v) end
+local out = {}
+for i = 1, #ARGV, 8 do
+  out[#out + 1] = decide(ARGV[i], opt(ARGV[i + 1]), opt(ARGV[i + 2]), ARGV[i + 3] == '1',
+    ARGV[i + 4] == '1', tonumber(ARGV[i + 5]), ARGV[i + 6] == '1', tonumber(ARGV[i + 7]))
+end
+return out
+"""
+)
+
+
+def test_lua_decide_matches_python(redis_server: RedisServer) -> None:
+    repeat = 3600.0
+    entries = [
+        None,  # never delivered
+        LedgerEntry(100.0, None),  # firing delivered
+        LedgerEntry(None, 150.0),  # only a resolve delivered
+        LedgerEntry(100.0, 150.0),  # firing and resolve delivered
+    ]
+    pendings = [set(), {"firing"}, {"resolved"}, {"firing", "resolved"}]
+    # Within repeat_interval, exactly at it (>=: a repeat), and past it.
+    nows = [200.0, 100.0 + repeat, 100.0 + repeat - 0.001, 5000.0]
+    cases = list(itertools.product(["firing", "resolved"], entries, pendings, [True, False], nows))
+    args: list[str] = []
+    for status, entry, pending, send_resolved, now in cases:
+        args += [
+            status,
+            "" if entry is None or entry.firing_at is None else repr(entry.firing_at),
+            "" if entry is None or entry.resolved_at is None else repr(entry.resolved_at),
+            "1" if "firing" in pending else "0",
+            "1" if "resolved" in pending else "0",
+            repr(repeat),
+            "1" if send_resolved else "0",
+            repr(now),
+        ]
+    lua = redis_server.command("EVAL", _EVAL_DECIDE, 0, *args)
+    python = [
+        decide(s, e, p, repeat_interval=repeat, send_resolved=r, now=n).value
+        for s, e, p, r, n in cases
+    ]
+    assert lua == python
+    # The table reaches every reason decide() can give.
+    assert set(python) == {r.value for r in DedupReason} - {DedupReason.DUPLICATE.value}
+
+
+# -- replicas sharing one Redis --------------------------------------------------------
+
+
+async def test_two_replicas_ingesting_the_same_alerts_count_each_once(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    a, b = replicas
+    alerts = [alert(f"fp{i}") for i in range(50)]
+    # An Alertmanager HA pair: both peers send every alert to both replicas, whole
+    # webhooks and single-alert ones interleaved.
+    results = await asyncio.gather(
+        a.ingest(alerts, 100.0, 60),
+        b.ingest(alerts, 100.0, 60),
+        *(store.ingest([x], 100.0, 60) for x in alerts for store in (a, b)),
+    )
+    assert sum(r.accepted for r in results) == 50
+    assert sum(r.duplicates for r in results) == 3 * 50
+    assert (await a.depths())["inbox"] == 50
+    claimed = await b.claim_inbox(100, 100.0, 60)
+    assert sorted(i.alert.fingerprint for i in claimed) == sorted(x.fingerprint for x in alerts)
+
+
+async def test_concurrent_plans_queue_an_episode_once(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    a, b = replicas
+    for round_ in range(40):
+        episode = [alert(f"r{round_}")]
+        # Each replica holds its own inbox copy of the same episode (window 0: both
+        # accepted) and routes it to the same two destinations at the same moment.
+        await a.ingest(episode, 100.0, 0)
+        await b.ingest(episode, 100.0, 0)
+        [mine] = await a.claim_inbox(1, 100.0, 60)
+        [theirs] = await b.claim_inbox(1, 100.0, 60)
+        candidates = [planned(mine.alert, "slack"), planned(mine.alert, "pager")]
+        first, second = await asyncio.gather(
+            a.plan([mine.id], candidates, 100.0), b.plan([theirs.id], candidates, 100.0)
+        )
+        for dest in ("slack", "pager"):
+            reasons = sorted(d.reason for d in first + second if d.destination == dest)
+            assert reasons == sorted([DedupReason.FIRST, DedupReason.PENDING]), round_
+    assert await a.depths() == {"inbox": 0, "outbox": 80, "dead_letters": 0}
+    for dest in ("slack", "pager"):
+        items = await b.claim_outbox(dest, 1000, 100.0, 60)
+        counts = Counter((i.alert.episode, i.alert.status) for i in items)
+        assert len(counts) == 40 and set(counts.values()) == {1}
+
+
+async def test_concurrent_resolves_queue_once(replicas: tuple[RedisStore, RedisStore]) -> None:
+    a, b = replicas
+    firing, resolved = alert(), alert(status="resolved")
+    await a.ingest([firing], 100.0, 60)
+    [item] = await a.claim_inbox(10, 100.0, 60)
+    await a.plan([item.id], [planned(firing)], 100.0)
+    [sent] = await a.claim_outbox("slack", 10, 100.0, 60)
+    await a.delivered([sent], [{"channel": "C1", "ts": "1.1"}], 100.0)
+    # Many replicas plan the same resolve at once: one resolve is queued.
+    decisions = await asyncio.gather(
+        *(store.plan([], [planned(resolved)], 200.0) for store in (a, b) * 10)
+    )
+    reasons = Counter(d.reason for [d] in decisions)
+    assert reasons == {DedupReason.RESOLVED: 1, DedupReason.PENDING: 19}
+    [queued] = await b.claim_outbox("slack", 10, 200.0, 60)
+    assert queued.ref == {"channel": "C1", "ts": "1.1"}
+
+
+async def test_a_dead_replicas_claims_come_back_after_the_lease(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    a, b = replicas
+    await a.ingest([alert()], 100.0, 60)
+    [taken] = await a.claim_inbox(10, 100.0, 60)
+    # Replica A dies holding the alert. B cannot take it while the lease runs.
+    assert await b.claim_inbox(10, 159.9, 60) == []
+    [again] = await b.claim_inbox(10, 160.0, 60)
+    assert again.id == taken.id
+    [d] = await b.plan([again.id], [planned(again.alert)], 160.0)
+    assert d.reason is DedupReason.FIRST
+    # A was only slow: its late plan of the same item queues nothing more.
+    [late] = await a.plan([taken.id], [planned(taken.alert)], 170.0)
+    assert late.reason is DedupReason.PENDING
+    # The same for a notification claimed for delivery and never retired.
+    [sending] = await a.claim_outbox("slack", 10, 200.0, 60)
+    assert await b.ready_count("slack", 259.0) == 0
+    assert await b.claim_outbox("slack", 10, 259.0, 60) == []
+    assert await b.ready_count("slack", 260.0) == 1
+    [resent] = await b.claim_outbox("slack", 10, 260.0, 60)
+    assert (resent.id, resent.attempts) == (sending.id, 0)
+    await b.delivered([resent], [None], 261.0)
+    # A's late report cannot bring the delivered item back.
+    await a.reschedule([sending], 270.0, "HTTP 500")
+    await a.dead_letter([sending], "HTTP 400", 270.0)
+    assert await a.depths() == {"inbox": 0, "outbox": 0, "dead_letters": 0}
+    assert await a.ready_count("slack", 10_000.0) == 0
+
+
+async def test_outbox_order_and_retry_time_per_destination(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    a, b = replicas
+    await a.ingest([alert("x"), alert("y"), alert("x", "resolved")], 100.0, 60)
+    items = await a.claim_inbox(10, 100.0, 60)
+    await a.plan([i.id for i in items], [planned(i.alert) for i in items], 100.0)
+    [first] = await b.claim_outbox("slack", 1, 100.0, 60)
+    assert (first.alert.fingerprint, first.alert.status) == ("x", "firing")
+    await b.reschedule([first], 150.0, "HTTP 503")
+    # A rescheduled item waits for its time; the others go on in order.
+    rest = await a.claim_outbox("slack", 10, 120.0, 60)
+    assert [(i.alert.fingerprint, i.alert.status) for i in rest] == [
+        ("y", "firing"),
+        ("x", "resolved"),
+    ]
+    [retry] = await a.claim_outbox("slack", 10, 150.0, 60)
+    assert (retry.id, retry.attempts) == (first.id, 1)
+
+
+async def test_destination_names_cannot_collide(replicas: tuple[RedisStore, RedisStore]) -> None:
+    a, _ = replicas
+    # Naively joined with ':', both would be the ledger key "...:a:b:x@<startsAt>".
+    one, two = alert("b:x"), alert("x")
+    await a.ingest([one, two], 100.0, 60)
+    items = await a.claim_inbox(10, 100.0, 60)
+    await a.plan([i.id for i in items], [planned(one, "a"), planned(two, "a:b")], 100.0)
+    [sent] = await a.claim_outbox("a", 10, 100.0, 60)
+    await a.delivered([sent], [None], 100.0)
+    assert await a.ledger_entry("a:b", two.episode) is None
+    assert await a.ledger_entry("a", one.episode) == LedgerEntry(100.0, None)
+
+
+async def test_ttls_and_purge(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url, prefix="t")
+    await store.open()
+    try:
+        await store.purge(100.0, 60, 7200)  # the pipeline's housekeeping runs first
+        await store.ingest([alert("old"), alert("new")], 100.0, 60)
+        items = await store.claim_inbox(10, 100.0, 60)
+        await store.plan([i.id for i in items], [planned(i.alert) for i in items], 100.0)
+        old, new = await store.claim_outbox("slack", 10, 100.0, 60)
+        await store.delivered([old], [None], 100.0)
+        await store.delivered([new], [None], 5000.0)
+        # Copies and ledger entries also expire on their own (if no replica purges).
+        seen = redis_server.command("KEYS", "t:seen:*")
+        assert len(seen) == 2
+        assert 0 < redis_server.command("PTTL", seen[0]) <= 60_000
+        ledger_key = redis_server.command("KEYS", "t:ledger:slack:*")[0]
+        assert 7_000_000 < redis_server.command("PTTL", ledger_key) <= 7_200_000
+        # purge() is exact for the caller's clock, as SQLite's is.
+        await store.purge(7300.1, 60, 7200)
+        assert await store.ledger_entry("slack", old.alert.episode) is None
+        assert await store.ledger_entry("slack", new.alert.episode) == LedgerEntry(5000.0, None)
+    finally:
+        await store.close()
+
+
+# -- Redis restarts, stops, hangs, refuses writes ---------------------------------------
+
+
+async def _ingest_through_a_crash(server: RedisServer, count: int) -> tuple[set[str], RedisStore]:
+    """Send `count` single-alert webhooks, retrying each until answered (as Alertmanager
+    does), while Redis is killed with SIGKILL and started again mid-run. Returns the
+    fingerprints Redis acknowledged and the (still open) store."""
+    store = RedisStore(server.url, socket_timeout=2.0)
+    await store.open()
+    acked: set[str] = set()
+    failures = 0
+
+    async def send(fp: str) -> None:
+        nonlocal failures
+        while True:
+            try:
+                await store.ingest([alert(fp)], 100.0, 60)
+            except StoreError:
+                failures += 1
+                await asyncio.sleep(0.02)
+                continue
+            acked.add(fp)
+            return
+
+    async def crash() -> None:
+        while len(acked) < count // 3:
+            await asyncio.sleep(0.005)
+        await asyncio.to_thread(server.kill)
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(server.start)
+
+    async def paced() -> None:
+        for start in range(0, count, 20):
+            await asyncio.gather(*(send(f"fp{i:04d}") for i in range(start, start + 20)))
+
+    await asyncio.gather(paced(), crash())
+    # The crash hit webhooks in flight (else the test proves nothing).
+    assert failures > 0
+    return acked, store
+
+
+async def test_redis_restart_with_aof_loses_no_accepted_alert(
+    redis_factory: RedisFactory,
+) -> None:
+    server = redis_factory(appendonly=True)
+    acked, store = await _ingest_through_a_crash(server, 600)
+    try:
+        assert len(acked) == 600
+        items = await store.claim_inbox(10_000, 100.0, 60)
+        fingerprints = [i.alert.fingerprint for i in items]
+        assert sorted(fingerprints) == sorted(acked)  # all there, none twice
+    finally:
+        await store.close()
+
+
+async def test_without_aof_a_redis_restart_loses_the_queue(redis_factory: RedisFactory) -> None:
+    # The control for the test above, and what the README warns about.
+    server = redis_factory(appendonly=False)
+    acked, store = await _ingest_through_a_crash(server, 300)
+    try:
+        items = await store.claim_inbox(10_000, 100.0, 60)
+        assert len(items) < len(acked)
+    finally:
+        await store.close()
+
+
+async def test_redis_down_fails_fast_and_work_resumes(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url, socket_timeout=1.0)
+    await store.open()
+    try:
+        await store.ingest([alert("before")], 100.0, 60)
+        redis_server.stop()
+        for operation in (
+            store.ingest([alert("during")], 101.0, 60),
+            store.check_writable(),
+            store.claim_inbox(10, 101.0, 60),
+            store.depths(),
+        ):
+            started = time.monotonic()
+            with pytest.raises(StoreError, match="Redis store"):
+                await operation
+            assert time.monotonic() - started < 1.0
+        redis_server.start()
+        # The same store object: no reopen.
+        await store.check_writable()
+        assert (await store.ingest([alert("after")], 102.0, 60)).accepted == 1
+        items = await store.claim_inbox(10, 102.0, 60)
+        assert [i.alert.fingerprint for i in items] == ["after"]  # no AOF here: "before" lost
+    finally:
+        await store.close()
+
+
+async def test_hung_redis_times_out_within_socket_timeout(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url, socket_timeout=0.5)
+    await store.open()
+    try:
+        await store.check_writable()
+        redis_server.pause()
+        try:
+            for operation in (store.ingest([alert()], 100.0, 60), store.check_writable()):
+                started = time.monotonic()
+                with pytest.raises(StoreError, match="Timeout"):
+                    await operation
+                assert time.monotonic() - started < 1.5
+        finally:
+            redis_server.resume()
+        await store.check_writable()
+        assert (await store.depths())["inbox"] in (0, 1)  # the timed-out ingest may have run
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("setup", "undo", "error"),
+    [
+        # A replica (e.g. after a failover the Service still points at the old primary).
+        (("REPLICAOF", "127.0.0.1", "1"), ("REPLICAOF", "NO", "ONE"), "read only replica"),
+        # min-replicas-to-write not met.
+        (
+            ("CONFIG", "SET", "min-replicas-to-write", "1"),
+            ("CONFIG", "SET", "min-replicas-to-write", "0"),
+            "NOREPLICAS",
+        ),
+    ],
+)
+async def test_redis_refusing_writes_is_a_store_error(
+    redis_server: RedisServer, setup: tuple[str, ...], undo: tuple[str, ...], error: str
+) -> None:
+    store = RedisStore(redis_server.url)
+    await store.open()
+    try:
+        redis_server.command(*setup)
+        with pytest.raises(StoreError, match=error):
+            await store.check_writable()
+        with pytest.raises(StoreError, match=error):
+            await store.ingest([alert()], 100.0, 60)
+        redis_server.command(*undo)
+        await store.check_writable()
+        assert (await store.ingest([alert()], 100.0, 60)).accepted == 1
+    finally:
+        await store.close()
+
+
+# -- no password in errors -------------------------------------------------------------
+
+PASSWORD = "Sup3r-s3cret-pw"
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("redis://:pw@redis:6379/0", "redis://:****@redis:6379/0"),
+        ("rediss://user:pw@redis.example:6380", "rediss://user:****@redis.example:6380"),
+        (
+            "unix:///run/redis.sock?db=0&password=pw",
+            "unix:///run/redis.sock?db=0&password=****",
+        ),
+        ("redis://redis:6379/0", "redis://redis:6379/0"),  # nothing to hide
+    ],
+)
+def test_redact_url(url: str, redacted: str) -> None:
+    assert redact_url(url) == redacted
+
+
+async def test_password_never_in_a_store_error(redis_factory: RedisFactory) -> None:
+    server = redis_factory(password=PASSWORD)
+    wrong = server.url.replace(PASSWORD, PASSWORD + "-wrong")
+    errors: list[str] = []
+    for url in (wrong, server.url.replace("redis://", "redis+bad://")):
+        store = RedisStore(url)
+        try:
+            await store.open()
+            await store.check_writable()
+        except StoreError as exc:
+            errors.append(str(exc))
+        finally:
+            await store.close()
+    store = RedisStore(server.url, socket_timeout=0.5)
+    await store.open()
+    try:
+        await store.check_writable()  # the right password works
+        server.stop()
+        for operation in (store.ingest([alert()], 100.0, 60), store.check_writable()):
+            with pytest.raises(StoreError) as caught:
+                await operation
+            errors.append(str(caught.value))
+    finally:
+        await store.close()
+    assert len(errors) == 4
+    for text in errors:
+        assert PASSWORD not in text
+        assert "****" in text
