@@ -12,10 +12,12 @@ import hashlib
 import json
 import logging
 import math
+import re
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
@@ -60,11 +62,14 @@ _SOURCE_LABELS = ("instance", "Hostname", "node", "service")
 _COMPONENT_LABELS = ("service", "app")
 _GROUP_LABELS = ("namespace", "kubernetes_namespace", "team")
 _LINK_ANNOTATIONS = (("runbook_url", "Runbook"), ("dashboard_url", "Dashboard"))
-# Kept when custom_details must shrink to the summary (`_Shrink.SUMMARY_ONLY`).
+# The annotations kept when custom_details must shrink to the summary.
 _SUMMARY_ANNOTATIONS = ("summary", "description")
 # Caps for label and annotation values, tried in order until the event fits 512 KB.
 _VALUE_CAPS = (None, 16_384, 2_048, 256)
 _ERROR_TEXT_CHARS = 300
+# What custom_details keeps: everything, the summary annotation and the cost, or nothing.
+_Keep = Literal["all", "summary", "none"]
+_TAG = re.compile(r"<[^>]*>")
 
 
 def dedup_key(alert: Alert) -> str:
@@ -100,7 +105,11 @@ class PagerDutyNotifier:
         events_url: str = EVENTS_URL,
         default_severity: str = "warning",
         timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`events_url` is the full enqueue URL (PAGERDUTY_EVENTS_URL). `ssl_context`, when
+        given, is used instead of a new one with the system's CAs (one can serve all
+        notifiers: loading the CAs takes tens of milliseconds)."""
         if default_severity not in SEVERITIES:
             raise ValueError(
                 f"default_severity must be one of {', '.join(SEVERITIES)}, not {default_severity!r}"
@@ -117,8 +126,7 @@ class PagerDutyNotifier:
         self.default_severity = default_severity
         self._routing_key = routing_key
         self._url = events_url
-        self._timeout = timeout
-        self._client = _events_client(events_url, timeout)
+        self._client = _events_client(events_url, timeout, ssl_context)
 
     async def notify(self, batch: Sequence[Notification]) -> Sequence[Ref | None]:
         refs: list[Ref | None] = []
@@ -197,9 +205,8 @@ class _Event:
         self.routing_key = routing_key
         self.default_severity = default
 
-    def build(self, cap: int | None, keep: str) -> dict[str, Any]:
-        """The event; `cap` limits label and annotation values, `keep` says what stays:
-        "all", "summary" (the summary annotation and the cost context) or "none"."""
+    def build(self, cap: int | None, keep: _Keep) -> dict[str, Any]:
+        """The event, with label and annotation values cut to `cap` characters."""
         alert = self.alert
         labels = alert.labels
         payload: dict[str, Any] = {
@@ -231,7 +238,7 @@ class _Event:
                 event["client_url"] = alert.external_url
         return event
 
-    def _details(self, cap: int | None, keep: str) -> dict[str, Any]:
+    def _details(self, cap: int | None, keep: _Keep) -> dict[str, Any]:
         if keep == "none":
             return {
                 "error": "Details were removed because the event exceeded PagerDuty's "
@@ -263,7 +270,8 @@ class _Event:
 def _fit(event: _Event, destination: str) -> dict[str, Any]:
     """The largest form of `event` within PagerDuty's 512 KB: shrink custom_details first."""
     full_size = 0
-    attempts = [(cap, "all") for cap in _VALUE_CAPS] + [(256, "summary"), (None, "none")]
+    attempts: list[tuple[int | None, _Keep]] = [(cap, "all") for cap in _VALUE_CAPS]
+    attempts += [(256, "summary"), (None, "none")]
     for cap, keep in attempts:
         built = event.build(cap, keep)
         size = _size(built)
@@ -371,7 +379,8 @@ def _http_error(response: httpx2.Response, key: Secret) -> NotifyError:
         if isinstance(errors, list) and errors:
             parts.append("; ".join(str(error) for error in errors))
     else:
-        text = " ".join(response.text.split())
+        # A load balancer's error page: its text without the markup.
+        text = " ".join(_TAG.sub(" ", response.text).split())
         if text:
             parts.append(_clip(text, _ERROR_TEXT_CHARS))
     if 300 <= status < 400:
@@ -443,8 +452,8 @@ class _EventsClient(pagerduty.EventsApiV2Client):
         self._url = value
 
 
-def _events_client(url: str, timeout: float) -> _EventsClient:
-    client = _EventsClient("", base_url=url)
+def _events_client(url: str, timeout: float, ssl_context: ssl.SSLContext | None) -> _EventsClient:
+    client = _EventsClient("", base_url=url, verify=ssl_context or True)
     client.auth_method = _EventBodyAuth()
     # The class declares an int, but the value goes to httpx2 as its timeout, a float.
     client.timeout = timeout  # type: ignore[assignment]

@@ -14,6 +14,7 @@ Answers can be scripted (`script`, `fail`, `drop`) or made to fail at random wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -115,7 +116,7 @@ class FakePagerDuty:
         server.fake = self
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )
         self._thread.start()
         return self
@@ -371,6 +372,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Headers and body in one write, sent at once: no Nagle + delayed-ACK stalls (40 ms).
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         self._serve()
@@ -413,7 +417,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(request, status, payload, {})
             return
         default = _DEFAULT_BODIES.get(answer.status, {"status": "error", "message": "Error"})
-        self._reply(request, answer.status, default if answer.body is None else answer.body, answer.headers)
+        self._reply(
+            request, answer.status, default if answer.body is None else answer.body, answer.headers
+        )
 
     def _reply(
         self,
@@ -443,24 +449,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drop(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
-# -- fixtures (registered by the root conftest through pytest_plugins)
+# -- fixtures: register this module with `pytest_plugins`, or import the *_fixture functions
+# (they are named so that importing them does not shadow the fixture argument)
 
 
-@pytest.fixture
-def fake_pagerduty() -> Iterator[FakePagerDuty]:
+@pytest.fixture(name="fake_pagerduty")
+def fake_pagerduty_fixture() -> Iterator[FakePagerDuty]:
     """A started FakePagerDuty; its `url` is the enqueue URL to give the notifier."""
     with FakePagerDuty() as fake:
         yield fake
 
 
-@pytest.fixture
-def flaky_pagerduty() -> Iterator[FakePagerDuty]:
+@pytest.fixture(name="flaky_pagerduty")
+def flaky_pagerduty_fixture() -> Iterator[FakePagerDuty]:
     """A FakePagerDuty failing 30% of unscripted requests (seeded, so runs repeat)."""
     with FakePagerDuty(failure_rate=0.3, seed=1234) as fake:
         yield fake
