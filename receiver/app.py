@@ -99,6 +99,8 @@ class Service:
                 await watcher
             await self.pipeline.stop()
             await self.store.close()
+            if self.context is not None:
+                await self.context.aclose()
             if self.http is not None:
                 await self.http.aclose()
 

@@ -33,12 +33,17 @@ log = logging.getLogger("alert_router.pipeline")
 class ContextSource(Protocol):
     async def enrich(self, rules: Rules, alerts: Sequence[Alert]) -> list[CostContext]: ...
 
+    async def aclose(self) -> None: ...
+
 
 class NoContext:
     """Cost context left out (no Prometheus configured)."""
 
     async def enrich(self, rules: Rules, alerts: Sequence[Alert]) -> list[CostContext]:
         return [CostContext() for _ in alerts]
+
+    async def aclose(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,10 @@ def _load(test_file: Path, rules: Rules) -> _TestFile:
             if error["type"] == "extra_forbidden":
                 message = f"unknown key {loc[-1]!r}: remove it or check its spelling"
             elif error["type"] == "missing":
-                message = f"{loc[-1]!r} is required"
+                message = f"missing required key {loc[-1]!r}"
+                loc = loc[:-1]
+            elif error["type"] == "too_short":
+                message = f"{loc[-1]!r} must not be empty"
             else:
                 message = error["msg"].removeprefix("Value error, ")
             problems.append(_problem(test_file, lines, loc, message))

@@ -36,8 +36,6 @@ from tests.fakes.pagerduty import (
     ROUTING_KEY,
     Answer,
     FakePagerDuty,
-    fake_pagerduty_fixture,  # noqa: F401  (registers the fixture "fake_pagerduty")
-    flaky_pagerduty_fixture,  # noqa: F401  (registers the fixture "flaky_pagerduty")
 )
 from tests.support import free_port
 

@@ -13,7 +13,7 @@ from receiver.models import Alert, CostContext, DedupReason
 from receiver.store import Planned, Store
 from receiver.store_redis import RedisStore
 from receiver.store_sqlite import SqliteStore
-from tests.fakes.redis import RedisServer, redis_factory_fixture, redis_server_fixture  # noqa: F401
+from tests.fakes.redis import RedisServer
 
 StoreFactory = Callable[[], Store]
 

@@ -14,7 +14,7 @@ from receiver.dedup import LedgerEntry, decide
 from receiver.models import DedupReason
 from receiver.store import StoreError
 from receiver.store_redis import DECIDE_LUA, RedisStore, redact_url
-from tests.fakes.redis import RedisServer, redis_factory_fixture, redis_server_fixture  # noqa: F401
+from tests.fakes.redis import RedisServer
 from tests.store.test_contract import alert, planned
 
 RedisFactory = Callable[..., RedisServer]
