@@ -83,8 +83,6 @@ class _Destination:
         self.name = name
         self.notifier = notifier
         self.interval = interval
-        self.last_send = 0.0
-        self.paused_until = 0.0
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -261,9 +259,13 @@ class Pipeline:
         dest = self._destinations[name]
         t = self.tuning
         now = self._clock()
-        wait_until = max(dest.paused_until, dest.last_send + dest.interval)
-        if now < wait_until:
-            await asyncio.sleep(wait_until - now)
+        if await self._store.ready_count(name, now) == 0:
+            return 0
+        # The send slot is shared by every replica (Slack: 1 message/s per destination;
+        # PagerDuty: ~120 events/min per routing key) and honours a vendor's Retry-After.
+        at = await self._store.reserve_send(name, dest.interval, now)
+        if at > now:
+            await asyncio.sleep(at - now)
             now = self._clock()
         ready = await self._store.ready_count(name, now)
         if ready == 0:
@@ -274,7 +276,6 @@ class Pipeline:
         if not items:
             return 0
         batch = [_notification(item) for item in items]
-        dest.last_send = self._clock()
         try:
             refs = await notifier.notify(batch)
         except NotifyError as exc:
@@ -329,7 +330,7 @@ class Pipeline:
         if retry_after is not None:
             # The vendor said when: no request to this destination before then.
             delay = max(retry_after, 0.0)
-            dest.paused_until = now + delay
+            await self._store.pause_destination(dest.name, now + delay)
         await self._store.reschedule(items, now + delay, error)
         self._metrics.notifications.labels(dest.name, "retried").inc(len(items))
         self._metrics.retries.labels(dest.name).inc(len(items))

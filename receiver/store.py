@@ -138,6 +138,17 @@ class Store(Protocol):
         """Forget ingest copies older than `window` and ledger entries older than retention."""
         ...
 
+    async def reserve_send(self, destination: str, interval: float, now: float) -> float:
+        """Reserve the next send slot of a rate-limited destination, shared by every
+        replica: returns the time the caller may send (>= now, and >= any pause).
+        Slots are `interval` seconds apart."""
+        ...
+
+    async def pause_destination(self, destination: str, until: float) -> None:
+        """No send to `destination` before `until` (a vendor's Retry-After), for every
+        replica."""
+        ...
+
 
 def open_store(state: str, *, busy_timeout: float = 5.0) -> Store:
     """The store named by ALERT_ROUTER_STATE: a redis://, rediss:// or unix:// URL (Redis,

@@ -385,6 +385,27 @@ def _secrets(url: str) -> list[str]:
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 
+# KEYS: slot hash, pause hash. ARGV: destination, interval, now.
+# The next free slot of a destination, shared by every replica; a pause (Retry-After)
+# pushes it out.
+_RESERVE_SEND = """
+local at = tonumber(ARGV[3])
+local slot = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local paused = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if slot > at then at = slot end
+if paused > at then at = paused end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.6f', at + tonumber(ARGV[2])))
+return string.format('%.6f', at)
+"""
+
+# KEYS: pause hash. ARGV: destination, until. Keeps the later of two pauses.
+_PAUSE = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+
+
 class _Keys:
     """Key names under one prefix (see the module docstring)."""
 
@@ -403,6 +424,8 @@ class _Keys:
         self.dead_item = f"{prefix}:dead:item:"
         self.dead_seq = f"{prefix}:dead:seq"
         self.ready_check = f"{prefix}:ready-check"
+        self.send_slot = f"{prefix}:send:slot"
+        self.send_pause = f"{prefix}:send:paused"
 
     def seen(self, alert: Alert) -> str:
         starts = format_time(alert.starts_at)
@@ -474,6 +497,8 @@ class RedisStore:
                 "dead_letters": _DEAD_LETTERS,
                 "replay": _REPLAY,
                 "purge": _PURGE,
+                "reserve_send": _RESERVE_SEND,
+                "pause": _PAUSE,
             }.items()
         }
         try:
@@ -734,3 +759,13 @@ class RedisStore:
             count = await self._script("purge", [self._keys.ledger_index], [cutoff, _PURGE_BATCH])
             if int(count) < _PURGE_BATCH:
                 return
+
+    async def reserve_send(self, destination: str, interval: float, now: float) -> float:
+        k = self._keys
+        at = await self._script(
+            "reserve_send", [k.send_slot, k.send_pause], [destination, repr(interval), repr(now)]
+        )
+        return float(at)
+
+    async def pause_destination(self, destination: str, until: float) -> None:
+        await self._script("pause", [self._keys.send_pause], [destination, repr(until)])

@@ -245,6 +245,9 @@ class SqliteStore:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
         self._writer: _Writer | None = None
+        # One process owns the file, so send slots and pauses live in memory.
+        self._next_slot: dict[str, float] = {}
+        self._paused: dict[str, float] = {}
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -500,6 +503,14 @@ class SqliteStore:
             )
 
         await self._run(op)
+
+    async def reserve_send(self, destination: str, interval: float, now: float) -> float:
+        at = max(now, self._next_slot.get(destination, 0.0), self._paused.get(destination, 0.0))
+        self._next_slot[destination] = at + interval
+        return at
+
+    async def pause_destination(self, destination: str, until: float) -> None:
+        self._paused[destination] = max(until, self._paused.get(destination, 0.0))
 
 
 def _release_leases(conn: sqlite3.Connection) -> None:

@@ -33,7 +33,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.webhook import WebhookClient
 
-from receiver.models import Alert, ContextValue, Notification, format_time
+from receiver.models import Alert, ContextValue, DedupReason, Notification, format_time
 from receiver.notify.base import NotifyError, Ref
 from receiver.secrets import MissingSecretError, Secret, SecretSource, redact
 from receiver.units import format_context
@@ -89,6 +89,7 @@ _MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message", "edit_win
 _MENTION_WORDS = re.compile(r"@(?=(?:here|channel|everyone)\b)", re.IGNORECASE)
 _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 _URL_SAFE = "!#$%&'()*+,-./:;=?@[]~_"
+_LINK_SEPARATOR = "  ·  "
 
 
 class SlackWebhookNotifier:
@@ -317,7 +318,7 @@ def _alert_message(notification: Notification) -> _Message:
     summary = alert.annotations.get("summary", "")
     description = alert.annotations.get("description", "")
 
-    header = _plain(_fit(f"{status}: {alert.name}", MAX_HEADER_TEXT))
+    header = _plain(_fit(f"{_icon(alert)} {status}: {alert.name}", MAX_HEADER_TEXT))
     blocks: list[Block] = [HeaderBlock(text=header)]
     body: list[Block] = []
     if summary or description:
@@ -428,11 +429,11 @@ def _link_blocks(alert: Alert) -> list[Block]:
     silence = _silence_url(alert)
     if silence is not None:
         links.append(f"<{silence}|Silence>")
-    # Pack the links, one per line, into as few sections as Slack's 3000 characters allow.
+    # Pack the links into as few sections as Slack's 3000 characters a section allow.
     sections: list[str] = []
     for link in links:
-        if sections and len(sections[-1]) + 1 + len(link) <= MAX_SECTION_TEXT:
-            sections[-1] += "\n" + link
+        if sections and len(sections[-1]) + len(_LINK_SEPARATOR) + len(link) <= MAX_SECTION_TEXT:
+            sections[-1] += _LINK_SEPARATOR + link
         else:
             sections.append(link)
     return [SectionBlock(text=_mrkdwn(text)) for text in sections]
@@ -444,8 +445,10 @@ def _trailer(notification: Notification) -> list[MarkdownTextObject]:
     if not alert.firing and alert.ends_at is not None:
         lasted = _duration((alert.ends_at - alert.starts_at).total_seconds())
         parts.append(_mrkdwn(f"Resolved {_slack_date(alert.ends_at)} after {lasted}"))
+    if notification.reason is DedupReason.REPEAT:
+        parts.append(_mrkdwn("still firing: repeat notification"))
     if notification.route:
-        parts.append(_mrkdwn(f"Route {_fit(notification.route, 200)}"))
+        parts.append(_mrkdwn(f"route: {_fit(notification.route, 200)}"))
     return parts[:MAX_CONTEXT_ELEMENTS]
 
 
@@ -675,7 +678,8 @@ def _transport_error(where: str, exc: Exception, secrets: Sequence[Secret]) -> N
         return NotifyError(f"{where}: timed out", recoverable=True)
     if isinstance(reason, HTTPException):
         # RemoteDisconnected and friends: the connection closed without an answer.
-        return NotifyError(f"{where}: {type(reason).__name__}", recoverable=True)
+        detail = f"connection closed without a response ({type(reason).__name__})"
+        return NotifyError(f"{where}: {detail}", recoverable=True)
     if isinstance(reason, OSError):
         detail = reason.strerror or type(reason).__name__
         return NotifyError(f"{where}: {redact(detail, *secrets)}", recoverable=True)

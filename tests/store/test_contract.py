@@ -235,3 +235,29 @@ async def test_purge_forgets_old_copies(store: Store) -> None:
     # measured from the new time.
     assert (await store.ingest([alert()], 1000.0, 60)).accepted == 1
     await store.check_writable()
+
+
+async def test_send_slots_are_spaced_and_shared(make_store: StoreFactory) -> None:
+    # Two handles on the same state (two replicas for Redis): one rate between them.
+    a, b = make_store(), make_store()
+    await a.open()
+    await b.open()
+    try:
+        first = await a.reserve_send("slack", 1.0, 100.0)
+        if isinstance(a, SqliteStore):
+            # One process owns a SQLite file: its slots are per process.
+            second = await a.reserve_send("slack", 1.0, 100.0)
+        else:
+            second = await b.reserve_send("slack", 1.0, 100.0)
+        assert (first, second) == (100.0, 101.0)
+        # Another destination has its own slots.
+        assert await a.reserve_send("pager", 0.5, 100.0) == 100.0
+        # A pause (Retry-After) holds the next slot back; an earlier pause does not undo it.
+        await a.pause_destination("pager", 130.0)
+        await a.pause_destination("pager", 110.0)
+        assert await a.reserve_send("pager", 0.5, 101.0) == 130.0
+        # Time passing: a slot is never in the past.
+        assert await a.reserve_send("slack", 1.0, 500.0) == 500.0
+    finally:
+        await a.close()
+        await b.close()
