@@ -66,14 +66,19 @@ def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) ->
     return delay / 2 + rng.random() * delay / 2
 
 
+# Slots are spaced a little wider than the vendor's rate, so that scheduling jitter
+# between two sends never makes them arrive closer than the limit allows.
+RATE_MARGIN = 1.05
+
+
 def min_interval(spec: DestinationSpec) -> float:
     """Seconds between two sends to a destination (0: no limit)."""
     if spec.slack is not None:
         rate = spec.slack.max_per_second
-        return 1.0 / rate if rate > 0 else 0.0
+        return RATE_MARGIN / rate if rate > 0 else 0.0
     assert spec.pagerduty is not None
     per_minute = spec.pagerduty.max_per_minute
-    return 60.0 / per_minute if per_minute > 0 else 0.0
+    return RATE_MARGIN * 60.0 / per_minute if per_minute > 0 else 0.0
 
 
 class _Destination:

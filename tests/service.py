@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import uvicorn
 
 from receiver.app import Service
 from receiver.models import Notification
+from receiver.pipeline import Tuning
 from receiver.runtime import build_service
 from receiver.secrets import SecretStore
 from receiver.settings import Settings
@@ -98,8 +99,17 @@ def make_settings(tmp_path: Path, config: Path, **overrides: Any) -> Settings:
     return Settings().model_copy(update=values)
 
 
+# Fast retries and polling, so delivery tests take seconds, not minutes.
+FAST = Tuning(poll_interval=0.05, backoff_base=0.05, backoff_max=0.5, housekeeping_interval=0.5)
+
+
 def start_service(
-    settings: Settings, *, dry_run: bool = True, auth: bool = True, sent: Sent | None = None
+    settings: Settings,
+    *,
+    dry_run: bool = True,
+    auth: bool = True,
+    sent: Sent | None = None,
+    tuning: Tuning | None = None,
 ) -> tuple[ServerThread, Sent]:
     sent = sent or Sent()
     service = build_service(
@@ -109,6 +119,8 @@ def start_service(
         emit=sent,
         secrets=SecretStore(settings.secrets_dir, environ={}),
     )
+    if tuning is not None:
+        service.tuning = replace(tuning, dedup_window=settings.dedup_window)
     return ServerThread(service, settings.port).start(), sent
 
 
