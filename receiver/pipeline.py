@@ -138,6 +138,8 @@ class Pipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for dest in self._destinations.values():
+            dest.notifier.close()
 
     def apply_rules(self, rules: Rules) -> None:
         """Build notifiers for the destinations of `rules`; start loops for new ones."""
@@ -150,6 +152,8 @@ class Pipeline:
                 dest = _Destination(name, notifier, interval)
                 self._destinations[name] = dest
             else:
+                if dest.notifier is not notifier:
+                    dest.notifier.close()
                 dest.notifier, dest.interval = notifier, interval
             if self._running and (dest.task is None or dest.task.done()):
                 dest.task = asyncio.create_task(self._deliver_loop(dest), name=f"deliver:{name}")
@@ -157,6 +161,7 @@ class Pipeline:
             dest = self._destinations.pop(name)
             if dest.task is not None:
                 dest.task.cancel()
+            dest.notifier.close()
             log.warning(
                 "destination removed from the rules; its queued notifications wait for it",
                 extra={"destination": name},

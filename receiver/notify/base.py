@@ -49,3 +49,7 @@ class Notifier(Protocol):
     def render(self, batch: Sequence[Notification]) -> list[dict[str, Any]]:
         """The request bodies `notify` would send, secrets left out (for dry-run)."""
         ...
+
+    def close(self) -> None:
+        """Release connections; called when the destination is rebuilt or at shutdown."""
+        ...

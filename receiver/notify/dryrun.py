@@ -55,3 +55,6 @@ class DryRunNotifier:
 
     def render(self, batch: Sequence[Notification]) -> list[dict[str, Any]]:
         return self._inner.render(batch)
+
+    def close(self) -> None:
+        self._inner.close()

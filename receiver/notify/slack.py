@@ -113,6 +113,9 @@ class SlackWebhookNotifier:
             return []
         return [_render_batch(batch).body()]
 
+    def close(self) -> None:
+        """Nothing to release: slack_sdk opens a connection per request."""
+
     async def notify(self, batch: Sequence[Notification]) -> Sequence[Ref | None]:
         _check_batch(batch, self.max_batch)
         if not batch:
@@ -190,6 +193,9 @@ class SlackBotNotifier:
         if ref.get("kind") == "digest":
             return [_reply_body(notification, ref, broadcast=True)]
         return [_update_body(notification, ref), _reply_body(notification, ref, broadcast=False)]
+
+    def close(self) -> None:
+        """Nothing to release: slack_sdk opens a connection per request."""
 
     async def notify(self, batch: Sequence[Notification]) -> Sequence[Ref | None]:
         _check_batch(batch, self.max_batch)
@@ -453,8 +459,11 @@ def _trailer(notification: Notification) -> list[MarkdownTextObject]:
 
 
 def _update_body(notification: Notification, ref: Ref) -> dict[str, Any]:
-    message = _alert_message(notification)
-    return {"channel": ref["channel"], "ts": ref["ts"], **message.body()}
+    body = _alert_message(notification).body()
+    # chat.update takes no unfurl options: an edit keeps the message's unfurl settings.
+    body.pop("unfurl_links")
+    body.pop("unfurl_media")
+    return {"channel": ref["channel"], "ts": ref["ts"], **body}
 
 
 def _reply_body(notification: Notification, ref: Ref, *, broadcast: bool) -> dict[str, Any]:
