@@ -28,6 +28,7 @@ from tests.fakes.slack import (
     DEFAULT_CHANNEL,
     SlackApiServer,
     SlackWebhookServer,
+    min_interval,
     strings,
     webhook_error,
 )
@@ -126,7 +127,7 @@ def resolved(body: dict[str, Any]) -> dict[str, Any]:
 
 def hook_alertnames(slack_webhook: SlackWebhookServer) -> list[str]:
     """The alertnames named by each message the webhook accepted."""
-    names = []
+    names: list[str] = []
     for message in slack_webhook.messages:
         text = " ".join(strings(message))
         names.extend(n for n in ("GPU-A", "GPU-B", "GPU-C") if n in text)
@@ -351,7 +352,7 @@ def test_storm_to_slack_arrives_as_digests_within_the_rate_limit(
     assert len(texts) < count / 10  # digests, not a flood
     assert all(r.status == 200 for r in slack_webhook.requests)  # never over the limit
     times = slack_webhook.delivery_times()
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.45
+    assert min_interval(times) >= 0.45
     assert router.metric("alert_router_slack_digests_total", destination="hook") >= 1
 
 
