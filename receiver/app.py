@@ -9,7 +9,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -65,7 +65,9 @@ class Service:
     pipeline: Pipeline | None = None
 
     def __post_init__(self) -> None:
-        self.tuning = Tuning(**{**self.tuning.__dict__, "dedup_window": self.settings.dedup_window})
+        self.tuning = replace(
+            self.tuning, dedup_window=self.settings.dedup_window, lease=self.settings.lease
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -32,5 +32,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, alias="ALERT_ROUTER_MAX_BODY_BYTES", gt=0)
     # Exact copies (same fingerprint, status, startsAt) within this window are duplicates.
     dedup_window: float = Field(default=60.0, alias="ALERT_ROUTER_DEDUP_WINDOW", ge=0)
+    # How long a claimed alert or notification stays with the replica that claimed it;
+    # after that, another replica (Redis) takes it over.
+    lease: float = Field(default=120.0, alias="ALERT_ROUTER_LEASE_SECONDS", gt=0)
     # How long a SQLite write waits for a lock before ingest answers 503.
     sqlite_busy_timeout: float = Field(default=5.0, alias="ALERT_ROUTER_SQLITE_BUSY_TIMEOUT", gt=0)

@@ -120,7 +120,7 @@ def start_service(
         secrets=SecretStore(settings.secrets_dir, environ={}),
     )
     if tuning is not None:
-        service.tuning = replace(tuning, dedup_window=settings.dedup_window)
+        service.tuning = replace(tuning, dedup_window=settings.dedup_window, lease=settings.lease)
     return ServerThread(service, settings.port).start(), sent
 
 
@@ -151,6 +151,8 @@ class ServerProcess:
                 "PROMETHEUS_URL": settings.prometheus_url or "http://127.0.0.1:9",
                 "SLACK_API_URL": settings.slack_api_url,
                 "PAGERDUTY_EVENTS_URL": settings.pagerduty_events_url,
+                "ALERT_ROUTER_LEASE_SECONDS": str(settings.lease),
+                "ALERT_ROUTER_DEDUP_WINDOW": str(settings.dedup_window),
             }
         )
         child_env.update(env or {})
