@@ -14,13 +14,15 @@ from typing import Any
 
 import httpx
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from receiver.actions import actions_route
 from receiver.metrics import Metrics
 from receiver.models import Alert, WebhookAlert, validation_reason
 from receiver.pipeline import ContextSource, NotifierFactory, Pipeline, Tuning
@@ -39,12 +41,37 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
-def _error(status: int, message: str, details: list[Any] | None = None) -> Response:
-    return _json(status, {"error": message, "details": details or []})
-
-
 class _TooLarge(Exception):
     pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+_Headers = list[tuple[bytes, bytes]]
+_JSON_HEADER = (b"content-type", b"application/json")
+_WWW_AUTHENTICATE = (b"www-authenticate", b'Bearer realm="alert-router"')
+
+
+def _body(status: int, body: dict[str, Any]) -> tuple[int, bytes, _Headers]:
+    return status, orjson.dumps(body), []
+
+
+def _error_body(
+    status: int, message: str, details: list[Any] | None = None
+) -> tuple[int, bytes, _Headers]:
+    return _body(status, {"error": message, "details": details or []})
+
+
+class _AlertsEndpoint:
+    """`POST /alerts` as a plain ASGI app (Starlette routes to it as to any ASGI app)."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._service.ingest(scope, receive, send)
 
 
 @dataclass
@@ -63,11 +90,15 @@ class Service:
     tuning: Tuning = field(default_factory=Tuning)
     http: httpx.AsyncClient | None = None
     pipeline: Pipeline | None = None
+    # Metric children looked up once: ingest is the hot path.
+    _webhooks: dict[int, Counter] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.tuning = replace(
             self.tuning, dedup_window=self.settings.dedup_window, lease=self.settings.lease
         )
+        self._accepted = self.metrics.alerts_received.labels("accepted")
+        self._duplicates = self.metrics.alerts_received.labels("duplicate")
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -106,102 +137,135 @@ class Service:
             if self.http is not None:
                 await self.http.aclose()
 
-    def app(self) -> Starlette:
-        return Starlette(
+    def app(self) -> ASGIApp:
+        alerts = _AlertsEndpoint(self)
+        starlette = Starlette(
             routes=[
-                Route("/alerts", self.ingest, methods=["POST"]),
+                Route("/alerts", alerts, methods=["POST"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+                actions_route(self),
             ],
             lifespan=self.lifespan,
         )
 
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            # Webhooks skip Starlette's middleware and router: for a one-alert webhook they
+            # cost as much as ingest itself. Everything else goes through Starlette.
+            if scope["type"] == "http" and scope["path"] == "/alerts" and scope["method"] == "POST":
+                await alerts(scope, receive, send)
+            else:
+                await starlette(scope, receive, send)
+
+        return app
+
     # -- endpoints -------------------------------------------------------------------
 
-    async def ingest(self, request: Request) -> Response:
-        response = await self._ingest(request)
-        self.metrics.webhooks.labels(str(response.status_code)).inc()
-        return response
-
-    async def _ingest(self, request: Request) -> Response:
-        if self.auth and not self._authorized(request):
-            return _json(
-                401,
-                {"error": "missing or wrong bearer token", "details": []},
-                {"WWW-Authenticate": 'Bearer realm="alert-router"'},
-            )
-        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media != "application/json" and not media.endswith("+json"):
-            return _error(415, "Content-Type must be application/json", [media or "(none)"])
+    async def ingest(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`POST /alerts`, as an ASGI app."""
         try:
-            body = await self._read_body(request)
+            status, body, headers = await self._ingest(scope, receive)
+        except _Disconnected:
+            return
+        counter = self._webhooks.get(status)
+        if counter is None:
+            counter = self._webhooks[status] = self.metrics.webhooks.labels(str(status))
+        counter.inc()
+        headers.append(_JSON_HEADER)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _ingest(self, scope: Scope, receive: Receive) -> tuple[int, bytes, _Headers]:
+        authorization = content_type = declared = b""
+        for name, value in scope["headers"]:
+            # The first of repeated headers counts, as with Starlette's Headers.get.
+            if name == b"authorization" and not authorization:
+                authorization = value
+            elif name == b"content-type" and not content_type:
+                content_type = value
+            elif name == b"content-length" and not declared:
+                declared = value
+        if self.auth and not self._authorized(authorization.decode("latin-1")):
+            status, body, headers = _error_body(401, "missing or wrong bearer token")
+            headers.append(_WWW_AUTHENTICATE)
+            return status, body, headers
+        media = content_type.decode("latin-1").split(";", 1)[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            return _error_body(415, "Content-Type must be application/json", [media or "(none)"])
+        try:
+            raw_body = await self._read_body(receive, declared.decode("latin-1"))
         except _TooLarge:
-            return _error(
+            return _error_body(
                 413,
                 f"body larger than {self.settings.max_body_bytes} bytes",
                 ["raise ALERT_ROUTER_MAX_BODY_BYTES or lower max_alerts in Alertmanager"],
             )
         try:
-            payload = orjson.loads(body)
+            payload = orjson.loads(raw_body)
         except orjson.JSONDecodeError as exc:
-            return _error(400, "body is not valid JSON", [str(exc)])
+            return _error_body(400, "body is not valid JSON", [str(exc)])
         if not isinstance(payload, dict):
-            return _error(400, "body must be a JSON object (Alertmanager webhook)")
+            return _error_body(400, "body must be a JSON object (Alertmanager webhook)")
         version = payload.get("version", SUPPORTED_VERSION)
         if version != SUPPORTED_VERSION:
-            return _error(
+            return _error_body(
                 400,
                 f"unsupported webhook version {version!r}",
                 [f"alert-router reads Alertmanager webhook version {SUPPORTED_VERSION}"],
             )
         raw_alerts = payload.get("alerts")
         if not isinstance(raw_alerts, list):
-            return _error(400, "body has no 'alerts' list")
+            return _error_body(400, "body has no 'alerts' list")
         alerts, rejected = self._validate(raw_alerts, payload)
         if rejected:
             self.metrics.alerts_rejected.labels("invalid_alert").inc(len(rejected))
             log.warning("alerts rejected", extra={"rejected": rejected[:10]})
         if not alerts and rejected:
-            return _error(400, "no valid alert in the webhook", rejected)
+            return _error_body(400, "no valid alert in the webhook", rejected)
         try:
             result = await self.store.ingest(alerts, self.clock(), self.settings.dedup_window)
         except StoreError as exc:
             log.error("store cannot write; answering 503", extra={"error": str(exc)})
-            return _error(503, "store unavailable; retry", [str(exc)])
+            return _error_body(503, "store unavailable; retry", [str(exc)])
         if result.accepted and self.pipeline is not None:
             self.pipeline.wake()
-        self.metrics.alerts_received.labels("accepted").inc(result.accepted)
-        self.metrics.alerts_received.labels("duplicate").inc(result.duplicates)
+        self._accepted.inc(result.accepted)
+        self._duplicates.inc(result.duplicates)
         self.metrics.last_webhook.set(time.time())
-        return _json(
+        return _body(
             200,
             {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected},
         )
 
-    def _authorized(self, request: Request) -> bool:
+    def _authorized(self, header: str) -> bool:
         token = self.secrets.get(WEBHOOK_TOKEN)
         if token is None:
             return False
-        header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer":
             return False
         return hmac.compare_digest(presented.strip().encode(), token.reveal().encode())
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, receive: Receive, declared: str) -> bytes:
+        """The body, refused (413) past the limit without reading it all."""
         limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared.isdigit() and int(declared) > limit:
             raise _TooLarge
         chunks = []
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
                 raise _TooLarge
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _validate(
         self, raw_alerts: list[Any], payload: dict[str, Any]
@@ -212,10 +276,15 @@ class Service:
             if not isinstance(raw, dict):
                 rejected.append({"index": index, "reason": "alert must be a JSON object"})
                 continue
-            try:
-                alerts.append(Alert.from_webhook(WebhookAlert.model_validate(raw), payload))
-            except ValidationError as exc:
-                rejected.append({"index": index, "reason": validation_reason(exc)})
+            # Most alerts take the fast path; pydantic checks the others and names problems.
+            alert = Alert.from_raw(raw, payload)
+            if alert is None:
+                try:
+                    alert = Alert.from_webhook(WebhookAlert.model_validate(raw), payload)
+                except ValidationError as exc:
+                    rejected.append({"index": index, "reason": validation_reason(exc)})
+                    continue
+            alerts.append(alert)
         return alerts, rejected
 
     async def healthz(self, request: Request) -> Response:

@@ -12,6 +12,11 @@ from receiver.models import DedupReason
 DELIVERY_OUTCOMES = ("delivered", "retried", "dead_letter")
 REJECT_REASONS = ("invalid_alert",)
 CONTEXT_REASONS = ("prometheus_unreachable", "timeout", "query_error", "no_data", "not_a_number")
+# Slack button presses (receiver.actions): what was asked, and how it ended. Requests that
+# name no action we can trust (bad signature, malformed payload) count as action "unknown".
+SLACK_ACTIONS = ("silence", "acknowledge")
+SLACK_ACTION_OUTCOMES = ("success", "already_done", "failure")
+SLACK_REQUEST_REJECTIONS = ("unauthorized", "malformed")
 
 
 class Metrics:
@@ -113,6 +118,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.slack_actions = Counter(
+            "alert_router_slack_actions_total",
+            "Slack button presses on /slack/actions, by action and outcome.",
+            ["action", "outcome"],
+            registry=r,
+        )
         self.alerts_received.labels("accepted")
         self.alerts_received.labels("duplicate")
         for reason in REJECT_REASONS:
@@ -125,6 +136,11 @@ class Metrics:
             self.prometheus_queries.labels(outcome)
         for reason in CONTEXT_REASONS:
             self.context_unavailable.labels(reason)
+        for action in SLACK_ACTIONS:
+            for outcome in SLACK_ACTION_OUTCOMES:
+                self.slack_actions.labels(action, outcome)
+        for outcome in SLACK_REQUEST_REJECTIONS:
+            self.slack_actions.labels("unknown", outcome)
 
     def init_destinations(self, names: Iterable[str]) -> None:
         """Start every destination x outcome/reason series at zero."""

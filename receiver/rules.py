@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -56,12 +57,22 @@ class SecretRef(_Strict):
     secret: str = Field(pattern=_KEY_NAME)
 
 
+DEFAULT_SILENCE_DURATIONS = (3600.0, 4 * 3600.0, 24 * 3600.0)
+# Our own bound: the buttons must stay one readable row (Slack allows 25 per actions block).
+MAX_SILENCE_BUTTONS = 5
+
+
 class SlackSpec(_Strict):
     webhook_url: SecretRef | None = None
     token: SecretRef | None = None
     channel: str | None = None
     # Slack: "1 message per second per channel" for incoming webhooks and chat.postMessage.
     max_per_second: float = Field(default=1.0, ge=0)
+    # Buttons on the firing messages of a bot (token) destination: silence in Alertmanager
+    # (needs `alertmanager.url`) and acknowledge in PagerDuty. Incoming webhooks cannot
+    # carry buttons that work, so neither key is allowed there.
+    buttons: bool | None = None
+    silence_durations: list[Duration] | None = None
 
     @model_validator(mode="after")
     def _one_way(self) -> SlackSpec:
@@ -69,7 +80,41 @@ class SlackSpec(_Strict):
             raise ValueError("set exactly one of webhook_url or token (with channel)")
         if self.token is not None and not self.channel:
             raise ValueError("a token destination needs channel, e.g. channel: '#gpu-costs'")
+        if self.webhook_url is not None and (
+            self.buttons is not None or self.silence_durations is not None
+        ):
+            raise ValueError(
+                "buttons and silence_durations need a bot destination (token and channel): "
+                "incoming-webhook messages keep the silence link"
+            )
         return self
+
+    @field_validator("silence_durations")
+    @classmethod
+    def _durations(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return None
+        if len(value) > MAX_SILENCE_BUTTONS:
+            raise ValueError(f"at most {MAX_SILENCE_BUTTONS} silence durations")
+        if any(seconds < 60 for seconds in value):
+            raise ValueError("a silence lasts at least 1m")
+        if len(set(value)) != len(value):
+            raise ValueError("each silence duration once")
+        return value
+
+    @property
+    def buttons_on(self) -> bool:
+        """Whether firing messages carry buttons: bot destinations, unless turned off."""
+        return self.token is not None and self.buttons is not False
+
+    @property
+    def silence_buttons(self) -> tuple[float, ...]:
+        """Durations of the silence buttons, in seconds (none for incoming webhooks)."""
+        if not self.buttons_on:
+            return ()
+        if self.silence_durations is None:
+            return DEFAULT_SILENCE_DURATIONS
+        return tuple(self.silence_durations)
 
 
 Severity = Literal["critical", "error", "warning", "info"]
@@ -111,6 +156,8 @@ class PrometheusSpec(_Strict):
 
 class AlertmanagerSpec(_Strict):
     url: str
+    # Silences are created while Slack waits for its answer (Slack: within 3 seconds).
+    timeout: Duration = Field(default=2.0, gt=0)
 
 
 class ContextSpec(_Strict):

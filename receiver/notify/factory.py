@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from receiver.actions import slack_buttons
 from receiver.notify.base import Notifier
 from receiver.notify.dryrun import DryRunNotifier, Emit, log_emit
 from receiver.notify.pagerduty import PagerDutyNotifier
@@ -12,7 +13,11 @@ from receiver.settings import Settings
 
 
 def build_notifier(
-    name: str, spec: DestinationSpec, secrets: SecretStore, settings: Settings
+    name: str,
+    spec: DestinationSpec,
+    secrets: SecretStore,
+    settings: Settings,
+    rules: Rules | None = None,
 ) -> Notifier:
     if spec.slack is not None and spec.slack.webhook_url is not None:
         return SlackWebhookNotifier(name, secrets.source(spec.slack.webhook_url.secret))
@@ -23,6 +28,7 @@ def build_notifier(
             secrets.source(spec.slack.token.secret),
             spec.slack.channel,
             api_url=settings.slack_api_url,
+            buttons=slack_buttons(rules, name) if rules is not None else None,
         )
     assert spec.pagerduty is not None
     return PagerDutyNotifier(
@@ -43,6 +49,6 @@ def build_notifiers(
 ) -> dict[str, Notifier]:
     notifiers: dict[str, Notifier] = {}
     for name, spec in rules.destinations.items():
-        notifier = build_notifier(name, spec, secrets, settings)
+        notifier = build_notifier(name, spec, secrets, settings, rules)
         notifiers[name] = DryRunNotifier(name, notifier, emit) if dry_run else notifier
     return notifiers

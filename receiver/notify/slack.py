@@ -3,18 +3,22 @@
 A single notification is one Block Kit message; a batch of several is one digest
 message that names every alert. Label and annotation text is escaped for mrkdwn and
 truncated to Block Kit's limits, so no alert can mention `@channel` or break a message.
+A bot destination's firing messages carry buttons (silence, acknowledge) whose presses
+receiver.actions handles; each button's value says what the press needs (`ActionValue`).
 slack_sdk's own retries are off and its calls run in a thread: the pipeline owns retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import re
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from http.client import HTTPException, InvalidURL
 from typing import Any, cast
@@ -24,7 +28,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.attachments import BlockAttachment
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
+    ButtonElement,
     ContextBlock,
     HeaderBlock,
     MarkdownTextObject,
@@ -33,6 +39,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.webhook import WebhookClient
 
+from receiver.durations import format_duration
 from receiver.models import Alert, ContextValue, DedupReason, Notification, format_time
 from receiver.notify.base import NotifyError, Ref
 from receiver.secrets import MissingSecretError, Secret, SecretSource, redact
@@ -47,6 +54,7 @@ MAX_FIELDS = 10  # Slack: 10 fields per section
 MAX_FIELD_TEXT = 2000  # Slack: 2000 characters per field text
 MAX_HEADER_TEXT = 150  # Slack: header text max 150 characters
 MAX_CONTEXT_ELEMENTS = 10  # Slack: 10 elements per context block
+MAX_BUTTON_VALUE = 2000  # Slack: button value max 2000 characters
 # Slack: top-level `text` is truncated past 40,000 characters and should stay under 4,000;
 # with blocks present it is only the notification fallback.
 MAX_FALLBACK_TEXT = 3000
@@ -85,6 +93,14 @@ _RECOVERABLE_API_ERRORS = frozenset(
 )
 # chat.update answers meaning the original message is gone or can no longer be edited.
 _MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+
+# The buttons (receiver.actions handles their presses). Block ids let a press find the
+# buttons and the status lines again in the message Slack sends along with it.
+ACTIONS_BLOCK_ID = "alert_router_actions"
+SILENCE_STATUS_BLOCK_ID = "alert_router_silenced"
+ACKNOWLEDGE_STATUS_BLOCK_ID = "alert_router_acknowledged"
+SILENCE_ACTION = "silence_"  # + the duration in seconds: "silence_3600"
+ACKNOWLEDGE_ACTION = "acknowledge"
 
 _MENTION_WORDS = re.compile(r"@(?=(?:here|channel|everyone)\b)", re.IGNORECASE)
 _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
@@ -166,9 +182,12 @@ class SlackBotNotifier:
         *,
         api_url: str,
         timeout: float = 10.0,
+        buttons: Buttons | None = None,
     ) -> None:
+        """`buttons`: what firing messages of this destination offer (None: no buttons)."""
         self.name = name
         self.channel = channel
+        self.buttons = buttons
         self._token = token
         self._api_url = api_url
         self._timeout = timeout
@@ -189,7 +208,7 @@ class SlackBotNotifier:
         notification = batch[0]
         ref = _message_ref(notification)
         if ref is None:
-            return [self._post_body(_render_batch(batch))]
+            return [self._post_body(_render_batch(batch, self.buttons))]
         if ref.get("kind") == "digest":
             return [_reply_body(notification, ref, broadcast=True)]
         return [_update_body(notification, ref), _reply_body(notification, ref, broadcast=False)]
@@ -213,7 +232,7 @@ class SlackBotNotifier:
         notification = batch[0]
         ref = _message_ref(notification)
         if ref is None:
-            return [self._post(self._post_body(_render_batch(batch)))]
+            return [self._post(self._post_body(_render_batch(batch, self.buttons)))]
         if ref.get("kind") == "digest":
             try:
                 self._call("chat.postMessage", _reply_body(notification, ref, broadcast=True))
@@ -236,6 +255,12 @@ class SlackBotNotifier:
             return [self._post(self._post_body(_render_batch(batch)))]
         self._call("chat.postMessage", _reply_body(notification, ref, broadcast=False))
         return [ref]
+
+    async def edit(self, channel: str, ts: str, message: Mapping[str, Any]) -> None:
+        """Replace a message this bot posted (chat.update) with `message` (text, blocks,
+        attachments). Raises NotifyError when Slack refuses or cannot be reached."""
+        body = {"channel": channel, "ts": ts, **message}
+        await asyncio.to_thread(self._call, "chat.update", body)
 
     def _post_body(self, message: _Message) -> dict[str, Any]:
         return {"channel": self.channel, **message.body()}
@@ -312,13 +337,13 @@ class _Message:
         return body
 
 
-def _render_batch(batch: Sequence[Notification]) -> _Message:
+def _render_batch(batch: Sequence[Notification], buttons: Buttons | None = None) -> _Message:
     if len(batch) == 1:
-        return _alert_message(batch[0])
+        return _alert_message(batch[0], buttons)
     return _digest_message(batch)
 
 
-def _alert_message(notification: Notification) -> _Message:
+def _alert_message(notification: Notification, buttons: Buttons | None = None) -> _Message:
     alert = notification.alert
     status = "FIRING" if alert.firing else "RESOLVED"
     summary = alert.annotations.get("summary", "")
@@ -338,6 +363,10 @@ def _alert_message(notification: Notification) -> _Message:
         body.append(SectionBlock(text=_mrkdwn(labels)))
     body.extend(_link_blocks(alert))
     body.append(ContextBlock(elements=_trailer(notification)))
+    if buttons is not None and alert.firing:
+        actions = _actions_block(notification, buttons)
+        if actions is not None:
+            body.append(actions)
 
     fallback = f"[{status}] {alert.name}" + (f": {summary}" if summary else "")
     return _Message(
@@ -447,10 +476,10 @@ def _link_blocks(alert: Alert) -> list[Block]:
 
 def _trailer(notification: Notification) -> list[MarkdownTextObject]:
     alert = notification.alert
-    parts = [_mrkdwn(f"Started {_slack_date(alert.starts_at)}")]
+    parts = [_mrkdwn(f"Started {slack_date(alert.starts_at)}")]
     if not alert.firing and alert.ends_at is not None:
         lasted = _duration((alert.ends_at - alert.starts_at).total_seconds())
-        parts.append(_mrkdwn(f"Resolved {_slack_date(alert.ends_at)} after {lasted}"))
+        parts.append(_mrkdwn(f"Resolved {slack_date(alert.ends_at)} after {lasted}"))
     if notification.reason is DedupReason.REPEAT:
         parts.append(_mrkdwn("still firing: repeat notification"))
     if notification.route:
@@ -469,7 +498,7 @@ def _update_body(notification: Notification, ref: Ref) -> dict[str, Any]:
 def _reply_body(notification: Notification, ref: Ref, *, broadcast: bool) -> dict[str, Any]:
     alert = notification.alert
     summary = alert.annotations.get("summary", "")
-    when = _slack_date(alert.ends_at) if alert.ends_at is not None else "now"
+    when = slack_date(alert.ends_at) if alert.ends_at is not None else "now"
     head = f"{_icon(alert)} *Resolved* {when}: {_fit(alert.name, 150)}"
     text = head + (f" — {_fit(summary, MAX_SECTION_TEXT - len(head) - 3)}" if summary else "")
     blocks: list[Block] = [SectionBlock(text=_mrkdwn(text)), *_cost_blocks(notification)]
@@ -493,6 +522,215 @@ def _message_ref(notification: Notification) -> Ref | None:
     if notification.alert.firing or not ref or not ref.get("channel") or not ref.get("ts"):
         return None
     return ref
+
+
+# -- buttons -----------------------------------------------------------------------------
+
+
+def _nowhere(notification: Notification) -> Sequence[str]:
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Buttons:
+    """The buttons a bot destination's firing messages carry.
+
+    `silences`: durations (seconds) of the "Silence" buttons, empty without an Alertmanager
+    to create silences in. `pagerduty`: the PagerDuty destinations a notification's alert
+    is routed to as well; an "Acknowledge" button when there is any.
+    """
+
+    silences: tuple[float, ...] = ()
+    pagerduty: Callable[[Notification], Sequence[str]] = field(default=_nowhere)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionValue:
+    """What a button's value carries: enough for receiver.actions to act on a press
+    without state of its own. Slack signs every press, so a verified press returns the
+    value exactly as it was rendered here.
+
+    `labels` is None when the labels do not fit Slack's 2000 characters; `digest` then
+    identifies them, and the press looks the alert up in Alertmanager by fingerprint.
+    """
+
+    destination: str
+    fingerprint: str
+    starts_at: datetime
+    alertname: str = ""
+    labels: Mapping[str, str] | None = None
+    digest: str = ""
+    external_url: str = ""
+    pagerduty: tuple[str, ...] = ()
+
+    @property
+    def episode(self) -> str:
+        """The episode key of the ledger (Alert.episode)."""
+        return f"{self.fingerprint}@{format_time(self.starts_at)}"
+
+    def encode(self) -> str:
+        data: dict[str, Any] = {
+            "v": 1,
+            "d": self.destination,
+            "f": self.fingerprint,
+            "s": format_time(self.starts_at),
+            "h": self.digest,
+        }
+        if self.alertname:
+            data["a"] = self.alertname
+        if self.labels is not None:
+            data["l"] = dict(self.labels)
+        if self.external_url:
+            data["x"] = self.external_url
+        if self.pagerduty:
+            data["p"] = list(self.pagerduty)
+        # Slack counts characters: non-ASCII stays as it is rather than six-character escapes.
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str) -> ActionValue:
+        """The value of a button; ValueError when it is not one rendered here."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("v") != 1:
+            raise ValueError("not an alert-router button value")
+        fields = {key: data.get(key, "") for key in ("d", "f", "s", "h", "a", "x")}
+        if not all(isinstance(value, str) for value in fields.values()):
+            raise ValueError("malformed button value")
+        if not fields["d"] or not fields["f"]:
+            raise ValueError("button value without destination or fingerprint")
+        labels = data.get("l")
+        if labels is not None and not (
+            isinstance(labels, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+        ):
+            raise ValueError("malformed labels in button value")
+        pagerduty = data.get("p", [])
+        if not isinstance(pagerduty, list) or not all(isinstance(p, str) for p in pagerduty):
+            raise ValueError("malformed pagerduty destinations in button value")
+        starts_at = datetime.fromisoformat(str(fields["s"]))
+        if starts_at.tzinfo is None:
+            raise ValueError("startsAt without a timezone in button value")
+        return cls(
+            destination=fields["d"],
+            fingerprint=fields["f"],
+            starts_at=starts_at,
+            alertname=fields["a"],
+            labels=labels,
+            digest=fields["h"],
+            external_url=fields["x"],
+            pagerduty=tuple(pagerduty),
+        )
+
+
+def labels_digest(labels: Mapping[str, str]) -> str:
+    """A short digest of a label set, to check labels found elsewhere are the alert's."""
+    canonical = json.dumps(sorted(labels.items()), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _fitting_value(value: ActionValue) -> str | None:
+    """The encoded value within Slack's 2000 characters, leaving out what a press can do
+    without: first the labels (looked up in Alertmanager instead), then the links."""
+    candidates = (
+        value,
+        replace(value, labels=None),
+        replace(value, labels=None, external_url=""),
+        replace(value, labels=None, external_url="", alertname=""),
+    )
+    for candidate in candidates:
+        text = candidate.encode()
+        if len(text) <= MAX_BUTTON_VALUE:
+            return text
+    return None
+
+
+def _actions_block(notification: Notification, buttons: Buttons) -> ActionsBlock | None:
+    alert = notification.alert
+    base = ActionValue(
+        destination=notification.destination,
+        fingerprint=alert.fingerprint,
+        starts_at=alert.starts_at,
+        alertname=alert.name,
+        digest=labels_digest(alert.labels),
+    )
+    elements: list[ButtonElement] = []
+    silence = _fitting_value(
+        replace(base, labels=dict(alert.labels), external_url=alert.external_url)
+    )
+    if silence is not None:
+        for seconds in buttons.silences:
+            elements.append(
+                ButtonElement(
+                    text=_plain(f"Silence {format_duration(seconds)}"),
+                    action_id=f"{SILENCE_ACTION}{seconds:g}",
+                    value=silence,
+                )
+            )
+    pagerduty = tuple(dict.fromkeys(buttons.pagerduty(notification)))
+    acknowledge = _fitting_value(replace(base, pagerduty=pagerduty)) if pagerduty else None
+    if acknowledge is not None:
+        elements.append(
+            ButtonElement(
+                text=_plain("Acknowledge"),
+                action_id=ACKNOWLEDGE_ACTION,
+                value=acknowledge,
+                style="primary",
+            )
+        )
+    if not elements:
+        return None
+    return ActionsBlock(block_id=ACTIONS_BLOCK_ID, elements=elements)
+
+
+def annotate(
+    message: Mapping[str, Any],
+    *,
+    status_block: str,
+    text: str,
+    remove_actions: Collection[str] = (),
+) -> dict[str, Any]:
+    """The chat.update body for a message after a button press.
+
+    `message` is the message as Slack sends it along with the press. The status line
+    `status_block` is set to `text` (mrkdwn the caller has escaped), replacing an earlier
+    one, and the buttons named in `remove_actions` are taken out.
+    """
+    blocks = [dict(b) for b in message.get("blocks") or [] if isinstance(b, Mapping)]
+    attachments: list[dict[str, Any]] = []
+    for raw in message.get("attachments") or []:
+        if not isinstance(raw, Mapping):
+            continue
+        # Only what we send: Slack adds `id` and others to what it sends back.
+        attachment = {k: raw[k] for k in ("color", "fallback", "blocks") if k in raw}
+        color = attachment.get("color")
+        if isinstance(color, str) and re.fullmatch(r"[0-9A-Fa-f]{6}", color):
+            attachment["color"] = "#" + color  # Slack sends the colour back without '#'
+        attachment["blocks"] = [
+            dict(b) for b in attachment.get("blocks") or [] if isinstance(b, Mapping)
+        ]
+        attachments.append(attachment)
+    lists = [a["blocks"] for a in attachments] + [blocks]
+    home = next(
+        (found for found in lists if any(b.get("block_id") == ACTIONS_BLOCK_ID for b in found)),
+        attachments[-1]["blocks"] if attachments else blocks,
+    )
+    for index, block in enumerate(home):
+        if block.get("block_id") == ACTIONS_BLOCK_ID:
+            kept = [
+                e
+                for e in block.get("elements") or []
+                if not (isinstance(e, Mapping) and e.get("action_id") in remove_actions)
+            ]
+            home[index] = {**block, "elements": kept}
+    # An actions block with no button left is not allowed (Slack: 1 to 25 elements).
+    home[:] = [b for b in home if b.get("block_id") != ACTIONS_BLOCK_ID or b["elements"]]
+    status = ContextBlock(block_id=status_block, elements=[_mrkdwn(text)]).to_dict()
+    at = next((i for i, b in enumerate(home) if b.get("block_id") == status_block), None)
+    if at is None:
+        home.append(status)
+    else:
+        home[at] = status
+    return {"text": str(message.get("text") or ""), "blocks": blocks, "attachments": attachments}
 
 
 # -- text --------------------------------------------------------------------------------
@@ -549,7 +787,7 @@ def _icon(alert: Alert) -> str:
     return ":red_circle:" if _is_red(alert) else ":large_orange_circle:"
 
 
-def _slack_date(value: datetime) -> str:
+def slack_date(value: datetime) -> str:
     """Slack's date token: shown in the reader's time zone, with a UTC fallback."""
     return f"<!date^{int(value.timestamp())}^{{date_short_pretty}} {{time}}|{format_time(value)}>"
 
@@ -569,6 +807,13 @@ def _duration(seconds: float) -> str:
 
 
 # -- links -------------------------------------------------------------------------------
+
+
+def mrkdwn_link(url: str, label: str) -> str:
+    """`<url|label>` with the label escaped; the label alone if the URL is unusable."""
+    safe = _safe_url(url)
+    text = _fit(label, 200)
+    return f"<{safe}|{text}>" if safe is not None else text
 
 
 def _safe_url(raw: str) -> str | None:

@@ -43,6 +43,8 @@ MAX_HEADER_TEXT = 150  # Slack: header text 150 characters
 MAX_CONTEXT_ELEMENTS = 10  # Slack: 10 elements per context block
 MAX_ACTIONS_ELEMENTS = 25  # Slack: 25 elements per actions block
 MAX_BUTTON_TEXT = 75  # Slack: button text 75 characters
+MAX_BUTTON_VALUE = 2000  # Slack: button value 2000 characters
+MAX_ACTION_ID = 255  # Slack: action_id 255 characters
 MAX_URL = 3000  # Slack: button url 3000 characters
 MAX_BLOCK_ID = 255  # Slack: block_id 255 characters
 MAX_ATTACHMENTS = 100  # Slack: 100 attachments per message
@@ -261,6 +263,16 @@ def _block_problem(block: Any) -> str | None:
                 url = item.get("url")
                 if url is not None and (not isinstance(url, str) or len(url) > MAX_URL):
                     return f"button url over {MAX_URL} characters"
+                value = item.get("value")
+                if value is not None and (
+                    not isinstance(value, str) or len(value) > MAX_BUTTON_VALUE
+                ):
+                    return f"button value over {MAX_BUTTON_VALUE} characters"
+                action_id = item.get("action_id")
+                if action_id is not None and (
+                    not isinstance(action_id, str) or len(action_id) > MAX_ACTION_ID
+                ):
+                    return f"action_id over {MAX_ACTION_ID} characters"
         return None
     if kind in ("divider", "image", "rich_text", "markdown", "input", "file", "video"):
         return None
@@ -599,8 +611,13 @@ class SlackWebhookServer(_FakeServer):
 # -- Web API -----------------------------------------------------------------------------
 
 
+RESPONSE_URL_PATH = "/actions/response/"
+
+
 class SlackApiServer(_FakeServer):
-    """Slack's Web API: chat.postMessage, chat.update and auth.test, with channels."""
+    """Slack's Web API: chat.postMessage, chat.update and auth.test, with channels; and
+    the `response_url`s of button presses (`response_url(name)`; what was posted to
+    them: `responses(name)`, recorded as method "response_url")."""
 
     def __init__(
         self,
@@ -667,6 +684,18 @@ class SlackApiServer(_FakeServer):
     def calls(self, method: str) -> list[Request]:
         return [r for r in self.requests if r.method == method]
 
+    def response_url(self, name: str = "1") -> str:
+        """A press's response_url (Slack: hooks.slack.com/actions/T.../...), served here."""
+        return f"{self.base_url}{RESPONSE_URL_PATH}{name}"
+
+    def responses(self, name: str | None = None) -> list[Any]:
+        """Bodies posted to response_url `name` (or to any), in order."""
+        return [
+            r.body
+            for r in self.calls("response_url")
+            if name is None or r.path == f"{RESPONSE_URL_PATH}{name}"
+        ]
+
     def post_times(self, channel: str = DEFAULT_CHANNEL) -> list[float]:
         """When each accepted chat.postMessage to `channel` arrived (for rate checks)."""
         with self._lock:
@@ -693,14 +722,33 @@ class SlackApiServer(_FakeServer):
 
     def _receive(self, path: str, headers: Mapping[str, str], raw: bytes) -> Answer:
         method = path.split("?", 1)[0].removeprefix("/api/")
+        if path.startswith(RESPONSE_URL_PATH):
+            method = "response_url"
         try:
             body: Any = _json_or_form(headers, raw, ("blocks", "attachments"))
         except (ValueError, UnicodeDecodeError):
             body = None
         with self._lock:
-            answer = self._answer(method, headers, body)
+            if method == "response_url":
+                answer = self._response(body)
+            else:
+                answer = self._answer(method, headers, body)
             self._record(method, path, headers, body, raw, answer)
             return answer
+
+    def _response(self, body: Any) -> Answer:
+        """A post to a response_url: a message for the presser (ephemeral) or the channel."""
+        scripted = self._scripted("response_url")
+        if scripted is not None:
+            return scripted
+        if not isinstance(body, dict):
+            return Answer(400, {"ok": False, "error": "invalid_payload"})
+        if body.get("response_type", "ephemeral") not in ("ephemeral", "in_channel"):
+            return Answer(400, {"ok": False, "error": "invalid_response_type"})
+        problem = validate_message(body)
+        if problem is not None:
+            return Answer(400, {"ok": False, "error": problem[0]})
+        return Answer(200, {"ok": True})
 
     def _answer(self, method: str, headers: Mapping[str, str], body: Any) -> Answer:
         handler = {
