@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 pytest_plugins = [
+    "tests.fakes.alertmanager",
     "tests.fakes.pagerduty",
     "tests.fakes.prometheus",
     "tests.fakes.redis",

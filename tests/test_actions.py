@@ -70,7 +70,6 @@ from receiver.settings import Settings
 from tests.fakes.alertmanager import (
     AlertmanagerFactory,
     AlertmanagerServer,
-    alertmanager_factory_fixture,
     am_alert,
 )
 from tests.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
@@ -85,8 +84,6 @@ from tests.fakes.slack import (
 )
 from tests.service import FAST, TOKEN, ServerThread, make_settings, start_service
 from tests.support import HangingServer, free_port, wait_until
-
-__all__ = ["alertmanager_factory_fixture"]  # the fixture `alertmanager_factory`
 
 DATA = Path(__file__).parent / "data" / "actions"
 SIGNING = "8f742231b10e8888abcd99yyyzzz85a5"  # a signing secret as Slack shows them
