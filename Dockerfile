@@ -3,7 +3,7 @@
 #
 # Two stages: the builder installs the dependencies and the package into a virtualenv;
 # the final stage copies only that virtualenv onto a clean slim base (no compilers, no pip
-# cache, no sources) and runs as a fixed non-root UID, which k8s/deployment.yaml repeats.
+# cache, no sources) and runs as a fixed non-root UID, which k8s/base/deployment.yaml repeats.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -27,7 +27,7 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="alert-router" \
       org.opencontainers.image.description="Alertmanager webhook receiver: cost context, dedup, routing to Slack and PagerDuty" \
       org.opencontainers.image.licenses="Apache-2.0"
-# The image's defaults match k8s/deployment.yaml: rules at /app/rules (a mounted ConfigMap
+# The image's defaults match k8s/base/deployment.yaml: rules at /app/rules (a mounted ConfigMap
 # replaces them), SQLite state under /var/lib/alert-router (a PersistentVolumeClaim there).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

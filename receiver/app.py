@@ -92,6 +92,8 @@ class Service:
     pipeline: Pipeline | None = None
     # Metric children looked up once: ingest is the hot path.
     _webhooks: dict[int, Counter] = field(default_factory=dict, init=False, repr=False)
+    # Webhooks being read, stored or answered right now (the pipeline yields to them).
+    _in_flight: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.tuning = replace(
@@ -115,6 +117,7 @@ class Service:
             context=self.context,
             clock=self.clock,
             tuning=self.tuning,
+            webhooks_in_flight=lambda: self._in_flight,
         )
         self.holder.on_change = self.pipeline.apply_rules
         await self.pipeline.start()
@@ -164,10 +167,13 @@ class Service:
 
     async def ingest(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`POST /alerts`, as an ASGI app."""
+        self._in_flight += 1
         try:
             status, body, headers = await self._ingest(scope, receive)
         except _Disconnected:
             return
+        finally:
+            self._in_flight -= 1
         counter = self._webhooks.get(status)
         if counter is None:
             counter = self._webhooks[status] = self.metrics.webhooks.labels(str(status))

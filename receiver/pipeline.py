@@ -22,8 +22,8 @@ from typing import Protocol
 from receiver.dedup import SENDING
 from receiver.metrics import Metrics
 from receiver.models import Alert, CostContext, Notification
-from receiver.notify.base import Notifier, NotifyError
-from receiver.routing import route_alert
+from receiver.notify.base import Notifier, NotifyError, Ref
+from receiver.routing import resolve_targets, route_alert
 from receiver.rules import DestinationSpec, Rules
 from receiver.store import InboxItem, OutboxItem, Planned, Store, StoreError
 
@@ -58,6 +58,16 @@ class Tuning:
     housekeeping_interval: float = 5.0
     dedup_window: float = 60.0
     ledger_retention: float = 5 * 86400.0
+    # A destination without a rate limit whose notifier sends one notification at a time
+    # (PagerDuty) gets this many sends in flight at once.
+    parallel_sends: int = 8
+    # While webhooks arrive, routing takes batches of `storm_batch` and adds cost context
+    # `enrich_chunk` alerts at a time; when `queued_webhooks` or more wait for an answer,
+    # it keeps only about `route_share` of the time (see Pipeline._route_loop).
+    storm_batch: int = 32
+    enrich_chunk: int = 16
+    queued_webhooks: int = 4
+    route_share: float = 0.25
 
 
 def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
@@ -93,6 +103,8 @@ class _Destination:
 
 
 NotifierFactory = Callable[[Rules], Mapping[str, Notifier]]
+# Notifications that failed together: error text, recoverable, the vendor's Retry-After.
+_Failure = tuple[Sequence[OutboxItem], str, bool, float | None]
 
 
 class Pipeline:
@@ -107,6 +119,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         tuning: Tuning | None = None,
         rng: random.Random | None = None,
+        webhooks_in_flight: Callable[[], int] = lambda: 0,
     ) -> None:
         self._store = store
         self._rules = rules
@@ -117,6 +130,8 @@ class Pipeline:
         self.tuning = tuning or Tuning()
         self._rng = rng or random.Random()
         self._inbox_wake = asyncio.Event()
+        self._in_flight = webhooks_in_flight
+        self._last_webhook = -1e9
         self._destinations: dict[str, _Destination] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -169,6 +184,7 @@ class Pipeline:
 
     def wake(self) -> None:
         """New alerts are in the inbox."""
+        self._last_webhook = time.monotonic()
         self._inbox_wake.set()
 
     # -- routing ---------------------------------------------------------------------
@@ -177,8 +193,27 @@ class Pipeline:
         while True:
             self._inbox_wake.clear()
             try:
-                if not await self.route_once():
-                    await _wait(self._inbox_wake, self.tuning.poll_interval)
+                # Answering Alertmanager comes first: it waits for the answer and re-sends
+                # what is slow, and what is accepted is durable. While webhooks arrive,
+                # routing takes small batches, so that no answer waits long behind one;
+                # when they queue up (the CPU is saturated), routing steps aside after
+                # each batch, keeping about `route_share` of the time, so a long storm
+                # still drains. Once webhooks stop, routing takes big batches, no pauses.
+                t = self.tuning
+                storm = time.monotonic() - self._last_webhook < 1.0
+                started = time.perf_counter()
+                if not await self.route_once(t.storm_batch if storm else t.route_batch):
+                    await _wait(self._inbox_wake, t.poll_interval)
+                elif self._in_flight() >= t.queued_webhooks:
+                    share = min(max(t.route_share, 0.01), 1.0)
+                    until = time.perf_counter() + min(
+                        (time.perf_counter() - started) * (1 / share - 1), 1.0
+                    )
+                    while self._in_flight() >= t.queued_webhooks:
+                        left = until - time.perf_counter()
+                        if left <= 0:
+                            break
+                        await asyncio.sleep(min(left, 0.005))
             except asyncio.CancelledError:
                 raise
             except StoreError as exc:
@@ -188,34 +223,54 @@ class Pipeline:
                 log.exception("routing failed; the alerts stay queued and are tried again")
                 await asyncio.sleep(1.0)
 
-    async def route_once(self) -> int:
-        """Route one batch from the inbox; returns how many alerts it took."""
+    async def route_once(self, limit: int | None = None) -> int:
+        """Route one batch (up to `limit`, default `route_batch`) from the inbox; returns
+        how many alerts it took."""
         t = self.tuning
-        items = await self._store.claim_inbox(t.route_batch, self._clock(), t.lease)
+        items = await self._store.claim_inbox(limit or t.route_batch, self._clock(), t.lease)
         if not items:
             return 0
         rules = self._rules()
-        contexts = await self._context.enrich(rules, [item.alert for item in items])
+        alerts = [item.alert for item in items]
+        contexts: list[CostContext] = []
+        chunk = max(1, t.enrich_chunk)
+        for start in range(0, len(alerts), chunk):
+            if start:
+                await asyncio.sleep(0)  # let waiting webhooks be answered in between
+            contexts += await self._context.enrich(rules, alerts[start : start + chunk])
         planned = self._plan(rules, items, contexts)
         decisions = await self._store.plan([item.id for item in items], planned, self._clock())
-        woken: set[str] = set()
+        # One log line per destination and batch, naming every decision: a line per
+        # decision cost as much as the routing itself in a storm.
+        by_destination: dict[str, list[dict[str, object]]] = {}
+        counts: dict[tuple[str, str], int] = {}
         for decision in decisions:
-            self._metrics.dedup.labels(decision.destination, decision.reason.value).inc()
-            log.info(
-                "dedup decision",
-                extra={
-                    "destination": decision.destination,
+            reason = decision.reason.value
+            key = (decision.destination, reason)
+            counts[key] = counts.get(key, 0) + 1
+            by_destination.setdefault(decision.destination, []).append(
+                {
                     "episode": decision.episode,
                     "status": decision.status,
-                    "reason": decision.reason.value,
+                    "reason": reason,
                     "send": decision.reason in SENDING,
+                }
+            )
+        for (name, reason), count in counts.items():
+            self._metrics.dedup.labels(name, reason).inc(count)
+        for name, entries in by_destination.items():
+            sending = sum(1 for entry in entries if entry["send"])
+            log.info(
+                "dedup decisions",
+                extra={
+                    "destination": name,
+                    "count": len(entries),
+                    "send": sending,
+                    "decisions": entries,
                 },
             )
-            if decision.reason in SENDING:
-                woken.add(decision.destination)
-        for name in woken:
             dest = self._destinations.get(name)
-            if dest is not None:
+            if sending and dest is not None:
                 dest.wake.set()
         return len(items)
 
@@ -224,7 +279,10 @@ class Pipeline:
     ) -> list[Planned]:
         planned: list[Planned] = []
         for item, context in zip(items, contexts, strict=True):
-            targets = route_alert(rules, item.alert.labels, context.numbers())
+            if item.alert.firing:
+                targets = route_alert(rules, item.alert.labels, context.numbers())
+            else:
+                targets = resolve_targets(rules, item.alert.labels)
             if not targets:
                 log.warning(
                     "no route matched and no default destination; alert dropped",
@@ -268,6 +326,8 @@ class Pipeline:
         """Send the next message for destination `name`; returns how many it carried."""
         dest = self._destinations[name]
         t = self.tuning
+        if dest.interval == 0 and dest.notifier.max_batch == 1:
+            return await self._deliver_parallel(dest)
         now = self._clock()
         if await self._store.ready_count(name, now) == 0:
             return 0
@@ -296,25 +356,110 @@ class Pipeline:
             log.exception("notifier raised unexpectedly", extra={"destination": name})
             await self._failed(dest, items, type(exc).__name__, True, None)
             return len(items)
-        done = self._clock()
-        await self._store.delivered(items, refs, done)
-        self._metrics.notifications.labels(name, "delivered").inc(len(items))
+        await self._delivered(dest, items, refs)
         if len(items) > 1:
             self._metrics.digests.labels(name).inc()
-        for item in items:
-            self._metrics.delivery_latency.labels(name).observe(max(0.0, done - item.received_at))
-            log.info(
-                "delivered",
-                extra={
-                    "destination": name,
-                    "alertname": item.alert.name,
-                    "episode": item.alert.episode,
-                    "status": item.alert.status,
-                    "reason": item.reason.value,
-                    "batch": len(items),
-                },
-            )
         return len(items)
+
+    async def _deliver_parallel(self, dest: _Destination) -> int:
+        """Without a rate limit, one notification per request (PagerDuty): up to
+        `parallel_sends` requests at once. The notifications of one episode go one after
+        the other, in queue order, so a resolve never overtakes its firing."""
+        t = self.tuning
+        now = self._clock()
+        # No slot to reserve (interval 0), but a vendor's Retry-After still holds.
+        at = await self._store.reserve_send(dest.name, 0.0, now)
+        if at > now:
+            await asyncio.sleep(at - now)
+            now = self._clock()
+        items = await self._store.claim_outbox(dest.name, t.parallel_sends, now, t.lease)
+        if not items:
+            return 0
+        chains: dict[str, list[OutboxItem]] = {}
+        for item in items:
+            chains.setdefault(item.alert.episode, []).append(item)
+        outcomes = await asyncio.gather(
+            *(self._send_chain(dest, chain) for chain in chains.values())
+        )
+        sent = [pair for done, _ in outcomes for pair in done]
+        if sent:
+            await self._delivered(dest, [item for item, _ in sent], [ref for _, ref in sent])
+        for _, failures in outcomes:
+            for failure in failures:
+                await self._failed(dest, *failure)
+        return len(items)
+
+    async def _send_chain(
+        self, dest: _Destination, chain: Sequence[OutboxItem]
+    ) -> tuple[list[tuple[OutboxItem, Ref | None]], list[_Failure]]:
+        """Send one episode's notifications in order. After a failure worth retrying, the
+        rest of the chain waits with it (tried again together, still in order)."""
+        done: list[tuple[OutboxItem, Ref | None]] = []
+        failures: list[_Failure] = []
+        for index, item in enumerate(chain):
+            try:
+                refs = await dest.notifier.notify([_notification(item)])
+            except NotifyError as exc:
+                if exc.recoverable:
+                    failures.append((chain[index:], str(exc), True, exc.retry_after))
+                    break
+                failures.append(([item], str(exc), False, None))
+                continue
+            except Exception as exc:
+                # A notifier bug must not lose alerts: keep them and try again later.
+                log.exception("notifier raised unexpectedly", extra={"destination": dest.name})
+                failures.append((chain[index:], type(exc).__name__, True, None))
+                break
+            done.append((item, refs[0] if refs else None))
+        return done, failures
+
+    async def _record_delivered(
+        self, name: str, items: Sequence[OutboxItem], refs: Sequence[Ref | None], done: float
+    ) -> None:
+        """Record a send that happened. The store may fail once (a Redis connection that
+        went stale across a restart): recording is idempotent, so try again for up to half
+        the lease, rather than letting the lease expire and the message go out twice."""
+        deadline = time.monotonic() + self.tuning.lease / 2
+        while True:
+            try:
+                await self._store.delivered(items, refs, done)
+                return
+            except StoreError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning(
+                    "recording a delivery failed; retrying",
+                    extra={"destination": name, "error": str(exc)},
+                )
+                await asyncio.sleep(0.2)
+
+    async def _delivered(
+        self, dest: _Destination, items: Sequence[OutboxItem], refs: Sequence[Ref | None]
+    ) -> None:
+        done = self._clock()
+        await self._record_delivered(dest.name, items, refs, done)
+        name = dest.name
+        self._metrics.notifications.labels(name, "delivered").inc(len(items))
+        latency = self._metrics.delivery_latency.labels(name)
+        for item in items:
+            latency.observe(max(0.0, done - item.received_at))
+        # One line per send (a digest, or a round of parallel sends), naming each alert.
+        log.info(
+            "delivered",
+            extra={
+                "destination": name,
+                "count": len(items),
+                "alerts": [
+                    {
+                        "alertname": item.alert.name,
+                        "episode": item.alert.episode,
+                        "status": item.alert.status,
+                        "reason": item.reason.value,
+                    }
+                    for item in items
+                ],
+            },
+        )
 
     async def _failed(
         self,

@@ -45,3 +45,20 @@ def route_alert(
         for dest in route.to:
             targets.setdefault(dest, Target(dest, route))
     return list(targets.values())
+
+
+def resolve_targets(rules: Rules, labels: Mapping[str, str]) -> list[Target]:
+    """Every destination a firing of these labels may have reached, whatever its cost
+    context was then: all routes whose matchers match, ignoring `when` and first-match,
+    plus the default. The ledger then keeps only those where the firing was sent, so a
+    resolve reaches a destination chosen by a money condition that no longer holds."""
+    targets: dict[str, Target] = {}
+    for route in rules.routes:
+        if all(m.matches(labels) for m in route.matchers):
+            for dest in route.to:
+                targets.setdefault(dest, Target(dest, route))
+    default = rules.default_route()
+    if default is not None:
+        for dest in default.to:
+            targets.setdefault(dest, Target(dest, default))
+    return list(targets.values())

@@ -126,11 +126,12 @@ local function unqueue(item_key, ids_key, pending_key, id)
 end
 """
 
-# KEYS: inbox, inbox ready, inbox seq. ARGV: now, window, window ms, (seen key, alert)...
+# KEYS: inbox, inbox ready, inbox seq, inbox episodes, inbox firing.
+# ARGV: now, window, window ms, (seen key, alert, status, episode)...
 _INGEST = """
 local now, window, window_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local accepted, duplicates = 0, 0
-for i = 4, #ARGV, 2 do
+for i = 4, #ARGV, 4 do
   local seen = redis.call('GET', ARGV[i])
   if seen and now - tonumber(seen) < window then
     duplicates = duplicates + 1
@@ -141,23 +142,46 @@ for i = 4, #ARGV, 2 do
     local id = redis.call('INCR', KEYS[3])
     redis.call('HSET', KEYS[1], id, ARGV[i + 1])
     redis.call('ZADD', KEYS[2], id, id)
+    redis.call('HSET', KEYS[4], id, ARGV[i + 2] .. ' ' .. ARGV[i + 3])
+    if ARGV[i + 2] == 'firing' then
+      redis.call('HSET', KEYS[5], ARGV[i + 3], id)
+    end
     accepted = accepted + 1
   end
 end
 return {accepted, duplicates}
 """
 
-# KEYS: inbox, inbox ready, inbox leased. ARGV: now, lease until, limit.
+# KEYS: inbox, inbox ready, inbox leased, inbox episodes, inbox firing.
+# ARGV: now, lease until, limit, recheck at.
 _CLAIM_INBOX = (
     _CLAIM_LUA
     + """
 local ids = claim(KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]))
+local claimed = {}
+for _, id in ipairs(ids) do claimed[id] = true end
 local out = {}
 for _, id in ipairs(ids) do
   local alert = redis.call('HGET', KEYS[1], id)
-  if alert then
+  local deferred = false
+  local tag = redis.call('HGET', KEYS[4], id)
+  if alert and tag and string.sub(tag, 1, 9) == 'resolved ' then
+    local fid = redis.call('HGET', KEYS[5], string.sub(tag, 10))
+    if fid and not claimed[fid] and redis.call('HEXISTS', KEYS[1], fid) == 1 then
+      -- Its firing is not routed yet (another replica holds it): look again shortly.
+      deferred = true
+      local at = redis.call('ZSCORE', KEYS[3], fid)
+      redis.call('ZREM', KEYS[3], id)
+      if at then
+        redis.call('ZADD', KEYS[3], math.min(tonumber(at), tonumber(ARGV[4])), id)
+      else
+        redis.call('ZADD', KEYS[2], id, id)
+      end
+    end
+  end
+  if alert and not deferred then
     out[#out + 1] = {id, alert}
-  else
+  elseif not alert then
     redis.call('ZREM', KEYS[3], id)
   end
 end
@@ -165,17 +189,37 @@ return out
 """
 )
 
-# KEYS: outbox ready (D), outbox wait (D). ARGV: now, lease until, limit, item key prefix.
+# KEYS: outbox ready (D), outbox wait (D), pending.
+# ARGV: now, lease until, limit, item key prefix, recheck at.
 _CLAIM_OUTBOX = (
     _CLAIM_LUA
     + """
 local ids = claim(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]))
+local claimed = {}
+for _, id in ipairs(ids) do claimed[id] = true end
 local out = {}
 for _, id in ipairs(ids) do
-  local f = redis.call('HMGET', ARGV[4] .. id, 'route', 'reason', 'body', 'attempts', 'ledger')
+  local f = redis.call('HMGET', ARGV[4] .. id, 'route', 'reason', 'body', 'attempts', 'ledger',
+    'status')
   if f[1] then
-    local ref = redis.call('HGET', f[5], 'ref')
-    out[#out + 1] = {id, f[1], f[2], f[3], f[4], ref}
+    local fid = nil
+    if f[6] == 'resolved' then
+      fid = redis.call('HGET', KEYS[3], 'firing ' .. f[5])
+    end
+    if fid and fid ~= id and not claimed[fid] then
+      -- Its firing is still queued (retrying, or leased by another replica): a resolve
+      -- never overtakes it. Look again when the firing is due, or shortly.
+      local at = redis.call('ZSCORE', KEYS[2], fid)
+      redis.call('ZREM', KEYS[2], id)
+      if at then
+        redis.call('ZADD', KEYS[2], math.min(tonumber(at), tonumber(ARGV[5])), id)
+      else
+        redis.call('ZADD', KEYS[1], id, id)
+      end
+    else
+      local ref = redis.call('HGET', f[5], 'ref')
+      out[#out + 1] = {id, f[1], f[2], f[3], f[4], ref}
+    end
   else
     redis.call('ZREM', KEYS[2], id)
   end
@@ -222,6 +266,12 @@ for i = 4, 3 + n do
   redis.call('HDEL', KEYS[1], ARGV[i])
   redis.call('ZREM', KEYS[2], ARGV[i])
   redis.call('ZREM', KEYS[3], ARGV[i])
+  local tag = redis.call('HGET', KEYS[7], ARGV[i])
+  if tag and string.sub(tag, 1, 7) == 'firing ' then
+    local ep = string.sub(tag, 8)
+    if redis.call('HGET', KEYS[8], ep) == ARGV[i] then redis.call('HDEL', KEYS[8], ep) end
+  end
+  redis.call('HDEL', KEYS[7], ARGV[i])
 end
 return reasons
 """
@@ -415,6 +465,8 @@ class _Keys:
         self.inbox_ready = f"{prefix}:inbox:ready"
         self.inbox_leased = f"{prefix}:inbox:leased"
         self.inbox_seq = f"{prefix}:inbox:seq"
+        self.inbox_episodes = f"{prefix}:inbox:episodes"
+        self.inbox_firing = f"{prefix}:inbox:firing"
         self.outbox_item = f"{prefix}:outbox:item:"
         self.outbox_ids = f"{prefix}:outbox:ids"
         self.outbox_seq = f"{prefix}:outbox:seq"
@@ -572,9 +624,14 @@ class RedisStore:
         k = self._keys
         args: list[Any] = [_num(now), _num(window), max(0, math.ceil(window * 1000))]
         for alert in alerts:
-            args += [k.seen(alert), orjson.dumps({"alert": alert.to_json(), "received_at": now})]
+            args += [
+                k.seen(alert),
+                orjson.dumps({"alert": alert.to_json(), "received_at": now}),
+                alert.status,
+                alert.episode,
+            ]
         accepted, duplicates = await self._script(
-            "ingest", [k.inbox, k.inbox_ready, k.inbox_seq], args
+            "ingest", [k.inbox, k.inbox_ready, k.inbox_seq, k.inbox_episodes, k.inbox_firing], args
         )
         return IngestResult(int(accepted), int(duplicates))
 
@@ -584,8 +641,8 @@ class RedisStore:
         k = self._keys
         rows = await self._script(
             "claim_inbox",
-            [k.inbox, k.inbox_ready, k.inbox_leased],
-            [_num(now), _num(now + lease), limit],
+            [k.inbox, k.inbox_ready, k.inbox_leased, k.inbox_episodes, k.inbox_firing],
+            [_num(now), _num(now + lease), limit, _num(now + 1.0)],
         )
         items = []
         for id_, payload in rows:
@@ -618,7 +675,16 @@ class RedisStore:
             ]
         reasons = await self._script(
             "plan",
-            [k.inbox, k.inbox_ready, k.inbox_leased, k.outbox_seq, k.outbox_ids, k.pending],
+            [
+                k.inbox,
+                k.inbox_ready,
+                k.inbox_leased,
+                k.outbox_seq,
+                k.outbox_ids,
+                k.pending,
+                k.inbox_episodes,
+                k.inbox_firing,
+            ],
             args,
         )
         return [
@@ -643,8 +709,8 @@ class RedisStore:
         k = self._keys
         rows = await self._script(
             "claim_outbox",
-            [k.ready(destination), k.wait(destination)],
-            [_num(now), _num(now + lease), limit, k.outbox_item],
+            [k.ready(destination), k.wait(destination), k.pending],
+            [_num(now), _num(now + lease), limit, k.outbox_item, _num(now + 1.0)],
         )
         items = []
         for id_, route, reason, body, attempts, ref in rows:

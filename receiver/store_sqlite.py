@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import orjson
 
 from receiver.dedup import SENDING, LedgerEntry, decide
-from receiver.models import Alert, CostContext, DedupReason, format_time
+from receiver.models import Alert, CostContext, DedupReason
 from receiver.store import (
     DeadLetter,
     Decision,
@@ -89,6 +89,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 """
+
+
+_INBOX_INSERT = "INSERT INTO inbox (alert, received_at) VALUES (?, ?)"
+_SEEN_UPSERT = (
+    "INSERT INTO seen VALUES (?1, ?2, ?3, ?4) ON CONFLICT (fingerprint, status, starts_at)"
+    " DO UPDATE SET received_at = ?4 WHERE ?4 - seen.received_at >= ?5"
+)
 
 
 class _Writer:
@@ -165,7 +172,7 @@ class _Writer:
     def _commit_group(
         self, conn: sqlite3.Connection, group: list[tuple[_Op, asyncio.Future[Any]]]
     ) -> None:
-        results: list[tuple[bool, Any]] = []
+        results: list[Any] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -173,15 +180,23 @@ class _Writer:
             for _, future in group:
                 _settle(future, False, error)
             return
-        for op, _ in group:
-            conn.execute("SAVEPOINT op")
+        for op, future in group:
             try:
-                results.append((True, op(conn)))
-                conn.execute("RELEASE op")
+                results.append(op(conn))
             except Exception as exc:
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append((False, exc))
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if len(group) == 1:
+                    _settle(future, False, _op_error(exc))
+                    return
+                # Rare: one operation failed. Undo the group and commit each operation on
+                # its own, so that the others keep their effect and only this one fails
+                # (an operation is a function of the database alone: running it again
+                # after a rollback is safe). The usual path needs no savepoint per
+                # operation, which would double a group's statements and GIL handoffs.
+                for item in group:
+                    self._commit_group(conn, [item])
+                return
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -191,10 +206,9 @@ class _Writer:
             for _, future in group:
                 _settle(future, False, error)
             return
-        for (ok, value), (_, future) in zip(results, group, strict=True):
-            if not ok and isinstance(value, sqlite3.Error):
-                value = StoreError(f"SQLite store error: {value}")
-            _settle(future, ok, value)
+        _settle_all(
+            [(future, True, value) for value, (_, future) in zip(results, group, strict=True)]
+        )
 
     def _fail_pending(self) -> None:
         while True:
@@ -206,17 +220,33 @@ class _Writer:
                 _settle(item[1], False, StoreError("the SQLite store is closed"))
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    def apply() -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+def _op_error(exc: Exception) -> Exception:
+    return StoreError(f"SQLite store error: {exc}") if isinstance(exc, sqlite3.Error) else exc
 
-    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-        future.get_loop().call_soon_threadsafe(apply)
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    _settle_all([(future, ok, value)])
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """Resolve the futures of a committed group: one wake-up per event loop, not one per
+    operation (each wake-up costs the loop a round trip through its self-pipe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for item in settled:
+        by_loop.setdefault(item[0].get_loop(), []).append(item)
+
+    def apply(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+        for future, ok, value in items:
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            loop.call_soon_threadsafe(apply, items)
 
 
 def _dump(value: Any) -> bytes:
@@ -267,28 +297,24 @@ class SqliteStore:
         return await self._writer.run(op)
 
     async def ingest(self, alerts: Sequence[Alert], now: float, window: float) -> IngestResult:
-        rows = [
-            (a.fingerprint, a.status, format_time(a.starts_at), _dump(a.to_json())) for a in alerts
-        ]
+        rows = []
+        for alert in alerts:
+            data = alert.to_json()
+            rows.append((alert.fingerprint, alert.status, data["startsAt"], _dump(data)))
 
         def op(conn: sqlite3.Connection) -> IngestResult:
-            accepted = duplicates = 0
+            new: list[tuple[bytes, float]] = []
             for fingerprint, status, starts_at, payload in rows:
-                seen = conn.execute(
-                    "SELECT received_at FROM seen"
-                    " WHERE fingerprint = ? AND status = ? AND starts_at = ?",
-                    (fingerprint, status, starts_at),
-                ).fetchone()
-                if seen is not None and now - seen[0] < window:
-                    duplicates += 1
-                    continue
-                conn.execute(
-                    "INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)",
-                    (fingerprint, status, starts_at, now),
-                )
-                conn.execute("INSERT INTO inbox (alert, received_at) VALUES (?, ?)", (payload, now))
-                accepted += 1
-            return IngestResult(accepted, duplicates)
+                # One statement decides and records: a copy seen less than `window` ago
+                # changes no row (a duplicate); a new or older one is (re)stamped.
+                key = (fingerprint, status, starts_at, now, window)
+                if conn.execute(_SEEN_UPSERT, key).rowcount:
+                    new.append((payload, now))
+            if len(new) == 1:
+                conn.execute(_INBOX_INSERT, new[0])
+            elif new:
+                conn.executemany(_INBOX_INSERT, new)
+            return IngestResult(len(new), len(rows) - len(new))
 
         return await self._run(op)
 
@@ -374,8 +400,14 @@ class SqliteStore:
                 " o.received_at, o.attempts, l.ref FROM outbox o"
                 " LEFT JOIN ledger l ON l.destination = o.destination AND l.episode = o.episode"
                 " WHERE o.destination = ? AND o.not_before <= ? AND o.lease_until <= ?"
+                # A resolve never overtakes its firing while the firing waits for a retry
+                # (PagerDuty drops a resolve it has no incident for).
+                " AND NOT (o.status = 'resolved' AND EXISTS (SELECT 1 FROM outbox f"
+                " WHERE f.destination = o.destination AND f.episode = o.episode"
+                " AND f.status = 'firing' AND f.id < o.id"
+                " AND (f.not_before > ? OR f.lease_until > ?)))"
                 " ORDER BY o.id LIMIT ?",
-                (destination, now, now, limit),
+                (destination, now, now, now, now, limit),
             ).fetchall()
             conn.executemany(
                 "UPDATE outbox SET lease_until = ? WHERE id = ?",

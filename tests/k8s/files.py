@@ -20,11 +20,13 @@ from tests.support import IN_CI, require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
+# The kustomize base (`kubectl apply -k k8s/` builds it); overlays in k8s/overlays/.
+BASE = K8S / "base"
 RULES_DIR = REPO / "rules" / "prometheus"
 COST_RULES = RULES_DIR / "cost-alerts.yaml"
 ROUTER_RULES = RULES_DIR / "alert-router.yaml"
 ALERTMANAGER_SNIPPET = K8S / "alertmanager" / "alertmanager-receiver.yaml"
-DASHBOARD = K8S / "dashboards" / "alert-router.json"
+DASHBOARD = BASE / "dashboards" / "alert-router.json"
 SECRET_EXAMPLE = K8S / "secret.example.yaml"
 
 # The GPU platform's metrics (DESIGN.md), which the seed alerts are written against.
@@ -83,7 +85,7 @@ def load_documents(path: Path) -> list[dict[str, Any]]:
 
 
 def kustomization() -> dict[str, Any]:
-    data: dict[str, Any] = load_yaml(K8S / "kustomization.yaml")
+    data: dict[str, Any] = load_yaml(BASE / "kustomization.yaml")
     return data
 
 
@@ -101,7 +103,7 @@ def generator_files(name: str) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for item in generator(name).get("files", []):
         key, _, source = item.rpartition("=")
-        path = K8S / source
+        path = BASE / source
         files[key or path.name] = path
     return files
 
@@ -129,7 +131,7 @@ class Manifests:
 def read_manifests() -> Manifests:
     found = Manifests()
     for resource in kustomization()["resources"]:
-        for doc in load_documents(K8S / resource):
+        for doc in load_documents(BASE / resource):
             key = (doc["kind"], doc["metadata"]["name"])
             assert key not in found.objects, f"{key} is declared twice"
             found.objects[key] = doc

@@ -2,7 +2,7 @@
 
 No Docker engine runs here, so the build is checked piece by piece: hadolint, the build
 context against every COPY, the dependency list the builder installs, and the runtime
-settings against k8s/deployment.yaml.
+settings against k8s/base/deployment.yaml.
 """
 
 from __future__ import annotations

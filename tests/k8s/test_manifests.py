@@ -18,6 +18,7 @@ from receiver.settings import Settings
 from tests.k8s.conftest import LiveRouter
 from tests.k8s.files import (
     ALERTMANAGER_SNIPPET,
+    BASE,
     DASHBOARD,
     K8S,
     REPO,
@@ -287,13 +288,13 @@ def test_kustomization_lists_every_manifest_file() -> None:
     k = kustomization()
     listed = set(k["resources"])
     generated = {
-        str(path.relative_to(K8S))
+        str(path.relative_to(BASE))
         for entry in k["configMapGenerator"]
         for path in generator_files(entry["name"]).values()
     }
     for name in listed | generated:
-        assert (K8S / name).is_file(), f"kustomization.yaml names {name}, which does not exist"
-    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", SECRET_EXAMPLE.name}
+        assert (BASE / name).is_file(), f"kustomization.yaml names {name}, which does not exist"
+    on_disk = {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
     assert on_disk - generated == listed, "every manifest in k8s/ is in resources, and only they"
     assert k["namespace"] == "monitoring"
 
@@ -313,7 +314,10 @@ def test_configmap_rules_are_the_shipped_rules() -> None:
     shipped = REPO / "rules" / "routes.yaml"
     assert files["routes.yaml"].read_text(encoding="utf-8") == shipped.read_text(
         encoding="utf-8"
-    ), "k8s/routes.yaml differs from rules/routes.yaml: cp rules/routes.yaml k8s/routes.yaml"
+    ), (
+        "k8s/base/routes.yaml differs from rules/routes.yaml: "
+        "cp rules/routes.yaml k8s/base/routes.yaml"
+    )
     assert generator(RULES_CONFIGMAP)["options"]["disableNameSuffixHash"] is True
 
 
@@ -374,7 +378,7 @@ def test_secret_name_mount_and_keys_line_up(manifests: Manifests) -> None:
     assert _env(manifests)["ALERT_ROUTER_SECRETS_DIR"] == mount["mountPath"]
     keys = set(secret["stringData"])
     assert keys >= REQUIRED_SECRET_KEYS
-    for routes in (REPO / "rules" / "routes.yaml", K8S / "routes.yaml"):
+    for routes in (REPO / "rules" / "routes.yaml", BASE / "routes.yaml"):
         missing = _secret_keys_in_rules(routes) - keys
         assert not missing, f"{routes.name} needs secret keys {missing} the example lacks"
     assert "items" not in volume["secret"], "mount every key, so new keys need no edit"

@@ -12,8 +12,8 @@ from receiver.routing import matching_routes
 from receiver.rules import load_rules
 from tests.k8s.files import (
     ALERTMANAGER_SNIPPET,
+    BASE,
     COST_RULES,
-    K8S,
     PLATFORM_METRICS,
     REPO,
     ROUTER_RULES,
@@ -87,7 +87,7 @@ def test_every_rules_file_has_promtool_tests() -> None:
 def test_prometheus_rule_is_the_same_as_the_rules_files(manifests: Manifests) -> None:
     groups = _prometheus_rule(manifests)["spec"]["groups"]
     assert groups == rule_groups(COST_RULES) + rule_groups(ROUTER_RULES), (
-        "k8s/prometheusrule.yaml spec.groups must be the groups of "
+        "k8s/base/prometheusrule.yaml spec.groups must be the groups of "
         "rules/prometheus/cost-alerts.yaml then alert-router.yaml: change them together"
     )
 
@@ -141,7 +141,7 @@ def test_router_alerts_select_the_scrape_job(manifests: Manifests) -> None:
 
 def test_seed_alerts_reach_a_named_route() -> None:
     """The labels the rules set are the ones rules/routes.yaml routes on."""
-    for path in (REPO / "rules" / "routes.yaml", K8S / "routes.yaml"):
+    for path in (REPO / "rules" / "routes.yaml", BASE / "routes.yaml"):
         rules = load_rules(path)
         for rule in all_rules(COST_RULES):
             labels = {"alertname": rule["alert"], **rule["labels"]}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from receiver.matchers import MatcherError, parse_matcher
-from receiver.routing import route_alert
+from receiver.routing import resolve_targets, route_alert
 from receiver.rules import Rules, parse_rules
 
 RULES = """
@@ -136,3 +136,24 @@ def test_matchers(text: str, labels: dict[str, str], expected: bool) -> None:
 def test_bad_matchers(text: str) -> None:
     with pytest.raises(MatcherError):
         parse_matcher(text)
+
+
+def test_resolve_targets_ignore_money_and_first_match(rules: Rules) -> None:
+    # Fired at $120/h: paged through `expensive` and posted through `cost`. At resolve the
+    # cost is down, but the resolve must still reach the pager that got the firing.
+    firing = route_alert(rules, {"alertname": "HighGPUCost"}, {"cost_per_hour": 120.0})
+    assert [t.destination for t in firing] == ["pager", "bot"]
+    later = route_alert(rules, {"alertname": "HighGPUCost"}, {"cost_per_hour": 10.0})
+    assert [t.destination for t in later] == ["bot"]
+    candidates = resolve_targets(rules, {"alertname": "HighGPUCost"})
+    assert [t.destination for t in candidates] == ["pager", "bot", "slack"]
+    assert candidates[0].route.name == "expensive"
+
+
+def test_format_time_pads_the_year() -> None:
+    from datetime import UTC, datetime
+
+    from receiver.models import format_time
+
+    assert format_time(datetime(999, 6, 1, tzinfo=UTC)) == "0999-06-01T00:00:00.000Z"
+    assert datetime.fromisoformat(format_time(datetime(5, 1, 2, tzinfo=UTC))).year == 5

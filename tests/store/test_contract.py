@@ -261,3 +261,16 @@ async def test_send_slots_are_spaced_and_shared(make_store: StoreFactory) -> Non
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_resolve_never_overtakes_its_retrying_firing(store: Store) -> None:
+    await store.ingest([alert()], 100.0, 60)
+    await route_all(store)
+    [firing] = await store.claim_outbox("slack", 10, 100.0, 60)
+    await store.reschedule([firing], 150.0, "HTTP 503")  # the firing waits for its retry
+    await store.ingest([alert(status="resolved")], 110.0, 60)
+    assert await route_all(store, now=110.0) == [DedupReason.RESOLVED]
+    # The resolve is queued, but not sent before the firing.
+    assert await store.claim_outbox("slack", 10, 120.0, 60) == []
+    items = await store.claim_outbox("slack", 10, 150.0, 60)
+    assert [i.alert.status for i in items] == ["firing", "resolved"]
