@@ -10,12 +10,11 @@ import json
 import math
 import operator
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -27,6 +26,7 @@ from pydantic import (
 )
 
 from receiver.durations import parse_duration
+from receiver.located import Lines, YamlError, load_located, problem, validation_problems
 from receiver.matchers import Matcher, MatcherError, parse_matcher
 from receiver.models import Unit
 
@@ -331,14 +331,9 @@ def load_rules(path: Path) -> Rules:
 
 def parse_rules(text: str, path: Path) -> Rules:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RulesError(path, [f"{where}: not valid YAML: {problem}"]) from None
-    lines = _line_index(node)
+        data, lines = load_located(text, path)
+    except YamlError as exc:
+        raise RulesError(path, [exc.problem]) from None
     if not isinstance(data, dict):
         raise RulesError(
             path, [f"{path}:1: the rules file must be a mapping with destinations and routes"]
@@ -346,17 +341,17 @@ def parse_rules(text: str, path: Path) -> Rules:
     try:
         spec = RulesFile.model_validate(data)
     except ValidationError as exc:
-        raise RulesError(path, _pydantic_problems(path, exc, lines)) from None
+        raise RulesError(path, validation_problems(path, exc, lines)) from None
     problems: list[str] = []
     routes = _compile_routes(spec, path, lines, problems)
     if spec.default is not None and spec.default not in spec.destinations:
-        problems.append(_problem(path, lines, ("default",), _undefined(spec.default, spec)))
+        problems.append(problem(path, lines, ("default",), _undefined(spec.default, spec)))
     if spec.budgets is not None:
         budgets = Path(spec.budgets.file)
         full = budgets if budgets.is_absolute() else path.parent / budgets
-        problem = check_budgets_file(full)
-        if problem:
-            problems.append(_problem(path, lines, ("budgets", "file"), problem))
+        unreadable = check_budgets_file(full)
+        if unreadable:
+            problems.append(problem(path, lines, ("budgets", "file"), unreadable))
     if problems:
         raise RulesError(path, problems)
     return Rules(path=path, spec=spec, routes=tuple(routes), default=spec.default)
@@ -377,16 +372,14 @@ def check_budgets_file(path: Path) -> str | None:
     return None
 
 
-def _compile_routes(
-    spec: RulesFile, path: Path, lines: dict[tuple[Any, ...], int], problems: list[str]
-) -> list[Route]:
+def _compile_routes(spec: RulesFile, path: Path, lines: Lines, problems: list[str]) -> list[Route]:
     routes: list[Route] = []
     seen: set[str] = set()
     for i, route in enumerate(spec.routes):
         where: tuple[Any, ...] = ("routes", i)
         if route.name in seen:
             problems.append(
-                _problem(path, lines, (*where, "name"), f"route name {route.name!r} is used twice")
+                problem(path, lines, (*where, "name"), f"route name {route.name!r} is used twice")
             )
         seen.add(route.name)
         matchers: list[Matcher] = []
@@ -394,13 +387,13 @@ def _compile_routes(
             try:
                 matchers.append(parse_matcher(text))
             except MatcherError as exc:
-                problems.append(_problem(path, lines, (*where, "matchers", j), str(exc)))
+                problems.append(problem(path, lines, (*where, "matchers", j), str(exc)))
         conditions: list[Condition] = []
         for name, text in route.when.items():
             if name not in spec.context:
                 known = ", ".join(sorted(spec.context)) or "none defined"
                 problems.append(
-                    _problem(
+                    problem(
                         path,
                         lines,
                         (*where, "when", name),
@@ -412,10 +405,10 @@ def _compile_routes(
             try:
                 conditions.append(parse_condition(name, text))
             except ValueError as exc:
-                problems.append(_problem(path, lines, (*where, "when", name), str(exc)))
+                problems.append(problem(path, lines, (*where, "when", name), str(exc)))
         for j, dest in enumerate(route.to):
             if dest not in spec.destinations:
-                problems.append(_problem(path, lines, (*where, "to", j), _undefined(dest, spec)))
+                problems.append(problem(path, lines, (*where, "to", j), _undefined(dest, spec)))
         routes.append(
             Route(
                 name=route.name,
@@ -441,70 +434,3 @@ def _compile_routes(
 def _undefined(name: str, spec: RulesFile) -> str:
     known = ", ".join(sorted(spec.destinations))
     return f"destination {name!r} is not defined: add it under destinations or use one of: {known}"
-
-
-def _pydantic_problems(
-    path: Path, exc: ValidationError, lines: dict[tuple[Any, ...], int]
-) -> list[str]:
-    problems = []
-    for error in exc.errors():
-        loc = tuple(
-            p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function"))
-        )
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r}: remove it or check its spelling"
-        elif kind == "missing":
-            message = f"missing required key {loc[-1]!r}"
-            loc = loc[:-1]
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-        problems.append(_problem(path, lines, loc, message))
-    return problems
-
-
-def _problem(
-    path: Path, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...], message: str
-) -> str:
-    line = _line_of(lines, loc)
-    where = _dotted(loc) or "(top level)"
-    return f"{path}:{line}: {where}: {message}"
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif out:
-            out += f".{part}"
-        else:
-            out = str(part)
-    return out
-
-
-def _line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
-
-
-def _line_index(node: yaml.Node | None) -> dict[tuple[Any, ...], int]:
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        for loc, line in _walk(node, ()):
-            lines.setdefault(loc, line)
-    return lines
-
-
-def _walk(node: yaml.Node, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], int]]:
-    yield loc, node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*loc, key.value)
-            yield child, key.start_mark.line + 1
-            yield from _walk(value, child)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _walk(item, (*loc, i))

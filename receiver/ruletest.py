@@ -18,14 +18,13 @@ file, the line and the path inside the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from receiver.located import YamlError, load_located, problem, validation_problems
 from receiver.routing import matching_routes, route_alert
 from receiver.rules import Rules
 
@@ -149,42 +148,22 @@ def _load(test_file: Path, rules: Rules) -> _TestFile:
     except OSError as exc:
         raise RuleTestError(test_file, [f"{test_file}: cannot read: {exc.strerror}"]) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{test_file}:{mark.line + 1}" if mark is not None else str(test_file)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RuleTestError(test_file, [f"{where}: not valid YAML: {problem}"]) from None
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        for loc, line in _walk(node, ()):
-            lines.setdefault(loc, line)
+        data, lines = load_located(text, test_file)
+    except YamlError as exc:
+        raise RuleTestError(test_file, [exc.problem]) from None
     if not isinstance(data, dict):
         raise RuleTestError(test_file, [f"{test_file}:1: a test file is a mapping with `tests:`"])
     try:
         spec = _TestFile.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            if error["type"] == "extra_forbidden":
-                message = f"unknown key {loc[-1]!r}: remove it or check its spelling"
-            elif error["type"] == "missing":
-                message = f"missing required key {loc[-1]!r}"
-                loc = loc[:-1]
-            elif error["type"] == "too_short":
-                message = f"{loc[-1]!r} must not be empty"
-            else:
-                message = error["msg"].removeprefix("Value error, ")
-            problems.append(_problem(test_file, lines, loc, message))
+        problems = validation_problems(test_file, exc, lines)
         raise RuleTestError(test_file, problems) from None
     problems = []
     seen: set[str] = set()
     for i, case in enumerate(spec.tests):
         if case.name in seen:
             problems.append(
-                _problem(
+                problem(
                     test_file, lines, ("tests", i, "name"), f"test name {case.name!r} is used twice"
                 )
             )
@@ -193,7 +172,7 @@ def _load(test_file: Path, rules: Rules) -> _TestFile:
             if name not in rules.context:
                 known = ", ".join(sorted(rules.context)) or "none defined"
                 problems.append(
-                    _problem(
+                    problem(
                         test_file,
                         lines,
                         ("tests", i, "context", name),
@@ -207,25 +186,3 @@ def _load(test_file: Path, rules: Rules) -> _TestFile:
 
 def _list(items: Any) -> str:
     return "[" + ", ".join(items) + "]"
-
-
-def _problem(
-    path: Path, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...], message: str
-) -> str:
-    line = next((lines[loc[:end]] for end in range(len(loc), -1, -1) if loc[:end] in lines), 1)
-    where = ""
-    for part in loc:
-        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
-    return f"{path}:{line}: {where or '(top level)'}: {message}"
-
-
-def _walk(node: yaml.Node, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], int]]:
-    yield loc, node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*loc, key.value)
-            yield child, key.start_mark.line + 1
-            yield from _walk(value, child)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _walk(item, (*loc, i))
