@@ -65,7 +65,7 @@ class Tuning:
     # `enrich_chunk` alerts at a time; when `queued_webhooks` or more wait for an answer,
     # it keeps only about `route_share` of the time (see Pipeline._route_loop).
     storm_batch: int = 32
-    enrich_chunk: int = 16
+    enrich_chunk: int = 8
     queued_webhooks: int = 4
     route_share: float = 0.25
 
@@ -334,7 +334,11 @@ class Pipeline:
         # The send slot is shared by every replica (Slack: 1 message/s per destination;
         # PagerDuty: ~120 events/min per routing key) and honours a vendor's Retry-After.
         at = await self._store.reserve_send(name, dest.interval, now)
-        if at > now:
+        # The message is claimed before its slot and leaves right at it: the time the
+        # store takes to answer varies with the work queued in front, and would make two
+        # messages arrive closer than the vendor's limit. A long pause (Retry-After) is
+        # waited out first, so that claimed work is never held near its lease's end.
+        if at - now > t.lease / 4:
             await asyncio.sleep(at - now)
             now = self._clock()
         ready = await self._store.ready_count(name, now)
@@ -345,6 +349,9 @@ class Pipeline:
         items = await self._store.claim_outbox(name, max(1, limit), now, t.lease)
         if not items:
             return 0
+        wait = at - self._clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
         batch = [_notification(item) for item in items]
         try:
             refs = await notifier.notify(batch)
