@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +36,9 @@ log = logging.getLogger("alert_router.ingest")
 
 WEBHOOK_TOKEN = "webhook-token"  # noqa: S105 (a key name, not a secret)
 SUPPORTED_VERSION = "4"
+TOKEN_RECHECK_SECONDS = 1.0
+# Threads for blocking sends: several destinations' parallel sends, with room to spare.
+_SEND_THREADS = 64
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -106,6 +110,13 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        # Notifiers send from threads (asyncio.to_thread), up to `parallel_sends` at once to
+        # a destination without a rate limit. In the default pool (CPU count + 4 threads) a
+        # rate-limited Slack message would wait behind PagerDuty's and miss its slot.
+        loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=_SEND_THREADS, thread_name_prefix="send")
+        )
         await self.store.open()
         if not self.holder.loaded:
             self.holder.load()
@@ -122,7 +133,6 @@ class Service:
         self.holder.on_change = self.pipeline.apply_rules
         await self.pipeline.start()
         watcher = asyncio.create_task(self.holder.watch(), name="rules-watch")
-        loop = asyncio.get_running_loop()
         # RuntimeError: not the main thread (an in-process test server), so no SIGHUP.
         with contextlib.suppress(RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self.holder.request_reload)
@@ -247,13 +257,18 @@ class Service:
         )
 
     def _authorized(self, header: str) -> bool:
-        token = self.secrets.get(WEBHOOK_TOKEN)
-        if token is None:
-            return False
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer":
             return False
-        return hmac.compare_digest(presented.strip().encode(), token.reveal().encode())
+        given = presented.strip().encode()
+        # The token file is looked at once a second at most; a token that does not match is
+        # checked against the file again, so a rotated-in token works at once (the old one
+        # keeps working for up to a second).
+        token = self.secrets.get(WEBHOOK_TOKEN, max_age=TOKEN_RECHECK_SECONDS)
+        if token is not None and hmac.compare_digest(given, token.reveal().encode()):
+            return True
+        token = self.secrets.get(WEBHOOK_TOKEN)
+        return token is not None and hmac.compare_digest(given, token.reveal().encode())
 
     async def _read_body(self, receive: Receive, declared: str) -> bytes:
         """The body, refused (413) past the limit without reading it all."""

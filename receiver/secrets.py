@@ -6,6 +6,7 @@ Files are re-read when they change, so a rotated Secret is used from the next se
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +56,10 @@ def env_name(key: str) -> str:
 
 @dataclass
 class _Cached:
-    mtime_ns: int
+    mtime_ns: int  # -1: the value came from the environment (no file)
     size: int
-    secret: Secret
+    secret: Secret | None
+    checked: float  # time.monotonic() of the last look at the file
 
 
 class SecretStore:
@@ -68,16 +70,26 @@ class SecretStore:
         self._environ = os.environ if environ is None else environ
         self._cache: dict[str, _Cached] = {}
 
-    def get(self, key: str) -> Secret | None:
+    def get(self, key: str, *, max_age: float = 0.0) -> Secret | None:
+        """The secret `key`, or None. The file is looked at again on every call, unless it
+        was looked at less than `max_age` seconds ago (ingest: a stat per webhook costs
+        more than the rest of authentication)."""
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached.checked < max_age:
+            return cached.secret
         path = self.directory / key
         try:
             stat = path.stat()
         except OSError:
             value = self._environ.get(env_name(key))
-            return Secret(value) if value else None
-        cached = self._cache.get(key)
+            secret = Secret(value) if value else None
+            self._cache[key] = _Cached(-1, -1, secret, now)
+            return secret
         if cached and cached.mtime_ns == stat.st_mtime_ns and cached.size == stat.st_size:
+            cached.checked = now
             return cached.secret
+        self._cache.pop(key, None)
         try:
             text = path.read_text(encoding="utf-8").strip()
         except OSError:
@@ -85,7 +97,7 @@ class SecretStore:
         if not text:
             return None
         secret = Secret(text)
-        self._cache[key] = _Cached(stat.st_mtime_ns, stat.st_size, secret)
+        self._cache[key] = _Cached(stat.st_mtime_ns, stat.st_size, secret, now)
         return secret
 
     def require(self, key: str) -> Secret:

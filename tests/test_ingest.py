@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from receiver.app import TOKEN_RECHECK_SECONDS
 from tests.service import TOKEN, ServerThread, make_settings, start_service
 from tests.support import wait_until
 
@@ -319,8 +320,10 @@ def test_token_rotation_without_restart(server: ServerThread) -> None:
 
     os.utime(token_file, (later, later))
     body = fixture("alertmanager-webhook-v4.json")
+    rotated = {"Authorization": "Bearer rotated-token-abcdef"}
+    # The new token works at once; the old one for at most TOKEN_RECHECK_SECONDS more.
+    assert httpx.post(f"{server.url}/alerts", json=body, headers=rotated).status_code == 200
+    time.sleep(TOKEN_RECHECK_SECONDS + 0.1)
     old = httpx.post(f"{server.url}/alerts", json=body, headers=AUTH)
-    new = httpx.post(
-        f"{server.url}/alerts", json=body, headers={"Authorization": "Bearer rotated-token-abcdef"}
-    )
+    new = httpx.post(f"{server.url}/alerts", json=body, headers=rotated)
     assert (old.status_code, new.status_code) == (401, 200)
