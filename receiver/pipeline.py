@@ -356,17 +356,34 @@ class Pipeline:
         try:
             refs = await notifier.notify(batch)
         except NotifyError as exc:
+            await self._space(dest)
             await self._failed(dest, items, str(exc), exc.recoverable, exc.retry_after)
             return len(items)
         except Exception as exc:
             # A notifier bug must not lose alerts: keep them and try again later.
             log.exception("notifier raised unexpectedly", extra={"destination": name})
+            await self._space(dest)
             await self._failed(dest, items, type(exc).__name__, True, None)
             return len(items)
         await self._delivered(dest, items, refs)
+        await self._space(dest)
         if len(items) > 1:
             self._metrics.digests.labels(name).inc()
         return len(items)
+
+    async def _space(self, dest: _Destination) -> None:
+        """No next send to a rate-limited destination until `interval` after this one was
+        answered. Slots alone space the sends' planned times; a send that left late (the
+        event loop or the send threads busy) would arrive close to the next one."""
+        if dest.interval <= 0:
+            return
+        try:
+            await self._store.pause_destination(dest.name, self._clock() + dest.interval)
+        except StoreError as exc:
+            # Only the spacing is lost (the slot still holds); the send itself stands.
+            log.warning(
+                "spacing the next send failed", extra={"destination": dest.name, "error": str(exc)}
+            )
 
     async def _deliver_parallel(self, dest: _Destination) -> int:
         """Without a rate limit, one notification per request (PagerDuty): up to

@@ -337,9 +337,9 @@ def test_storm_to_slack_arrives_as_digests_within_the_rate_limit(
     fake_pagerduty: FakePagerDuty,
     slack_webhook: SlackWebhookServer,
 ) -> None:
-    # The fake answers 429 past 2 messages/s (a burst allowance of 1.2 messages absorbs
-    # scheduling jitter of up to 100 ms, less than Slack's own "short bursts").
-    slack_webhook.limit_rate(2.0, burst=1.2)
+    # The fake answers 429 past 2 messages/s, no burst: every message at least 0.5 s
+    # after the one before it (Slack itself allows "short bursts").
+    slack_webhook.limit_rate(2.0, burst=1.0)
     router = make_router(fake_pagerduty, slack_rate=2)
     count = 2000
     for start in range(0, count, 100):
@@ -352,8 +352,30 @@ def test_storm_to_slack_arrives_as_digests_within_the_rate_limit(
     assert len(texts) < count / 10  # digests, not a flood
     assert all(r.status == 200 for r in slack_webhook.requests)  # never over the limit
     times = slack_webhook.delivery_times()
-    assert min_interval(times) >= 0.45
+    assert min_interval(times) >= 0.5
     assert router.metric("alert_router_slack_digests_total", destination="hook") >= 1
+
+
+def test_a_message_that_arrives_late_does_not_crowd_the_next_one(
+    make_router: Callable[..., Router],
+    fake_pagerduty: FakePagerDuty,
+    slack_webhook: SlackWebhookServer,
+) -> None:
+    # Every other message takes 0.4 s to reach Slack. Slots alone (one per 0.525 s) would
+    # let the next message arrive 0.125 s after a slow one; Slack's limit counts arrivals.
+    slack_webhook.limit_rate(2.0, burst=1.0)
+    slack_webhook.slow_network(*[0.4, 0.0] * 4)
+    router = make_router(fake_pagerduty, slack_rate=2)
+    for i in range(8):
+        router.post(webhook([alert(f"Late{i}")], starts_at=T0))
+        time.sleep(0.05)
+    wait_until(router.idle, timeout=30)
+    texts = [" ".join(strings(m)) for m in slack_webhook.messages]
+    for i in range(8):
+        assert sum(f"Late{i}" in t for t in texts) == 1, i
+    assert len(texts) >= 3  # a slow message, then the next one
+    assert all(r.status == 200 for r in slack_webhook.requests)  # never over the limit
+    assert min_interval(slack_webhook.delivery_times()) >= 0.5
 
 
 def test_secret_rotation_is_used_from_the_next_send(

@@ -344,6 +344,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
 
     def do_POST(self) -> None:
+        transit = self.server.fake._next_transit()
+        if transit:
+            time.sleep(transit)  # the request takes this long to arrive
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length > 0 else b""
         headers = {key: value for key, value in self.headers.items()}
@@ -387,6 +390,7 @@ class _FakeServer:
         self._chaos: tuple[random.Random, float, tuple[Answer, ...]] | None = None
         self._limit: tuple[float, float] | None = None
         self._buckets: dict[str, _Bucket] = {}
+        self._transits: deque[float] = deque()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -451,6 +455,16 @@ class _FakeServer:
         with self._lock:
             self._chaos = None
             self._scripts.clear()
+
+    def slow_network(self, *transits: float) -> None:
+        """The next requests take these many seconds, in order, to arrive (a slow path
+        through the network): they are read and timed that much later than they left."""
+        with self._lock:
+            self._transits.extend(transits)
+
+    def _next_transit(self) -> float:
+        with self._lock:
+            return self._transits.popleft() if self._transits else 0.0
 
     def limit_rate(self, per_second: float = 1.0, *, burst: float = 1.0) -> None:
         """Answer 429 with Retry-After past `per_second` messages per hook or channel.
