@@ -64,7 +64,55 @@ class _Failure:
     reason: str
 
 
-_Result = tuple[_Series, ...] | _Failure
+class _SeriesSet:
+    """A query's result series, indexed for the join: series with the same label names
+    (a shape) sit in one table keyed by their label values, so finding an alert's series
+    costs a lookup per shape, not a pass over every series (a storm joins thousands of
+    alerts against results of hundreds of series)."""
+
+    __slots__ = ("_tables", "series", "shapes")
+
+    def __init__(self, series: Iterable[_Series]) -> None:
+        self.series = tuple(series)
+        tables: dict[tuple[str, ...], dict[tuple[str, ...], _Series]] = {}
+        for one in self.series:
+            names = tuple(sorted(one.labels))
+            values = tuple(one.labels[name] for name in names)
+            tables.setdefault(names, {}).setdefault(values, one)
+        # Most specific shape first: a match there beats any match in a smaller shape.
+        self._tables = sorted(tables.items(), key=lambda item: -len(item[0]))
+        self.shapes = frozenset(frozenset(names) for names in tables)
+
+    def __bool__(self) -> bool:
+        return bool(self.series)
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def match(self, labels: Mapping[str, str], to_alert: Mapping[str, str]) -> _Series | None:
+        """The most specific series whose every label equals the alert's (through
+        `to_alert`); among equally specific ones, the first in label order."""
+        best: _Series | None = None
+        best_items: list[tuple[str, str]] | None = None
+        for names, table in self._tables:
+            if best is not None and len(names) < len(best.labels):
+                break
+            values = []
+            for name in names:
+                value = labels.get(to_alert.get(name, name))
+                if value is None:
+                    break
+                values.append(value)
+            else:
+                found = table.get(tuple(values))
+                if found is not None:
+                    items = sorted(found.labels.items())
+                    if best_items is None or items < best_items:
+                        best, best_items = found, items
+        return best
+
+
+_Result = _SeriesSet | _Failure
 
 _NO_DATA = _Failure("no_data", "no data")
 _NOT_A_NUMBER = _Failure("not_a_number", "not a number")
@@ -187,12 +235,16 @@ class Enricher:
         if budgets is not None:
             budgets[0].refresh()
         now = self._wall_clock()
+        joins = {
+            name: {res: alert for alert, res in spec.join.items()}
+            for name, spec in rules.context.items()
+        }
         contexts = []
         for i, alert in enumerate(alerts):
             values: list[ContextValue] = []
             missing: list[tuple[str, _Failure]] = []
             for name, spec in rules.context.items():
-                found = self._lookup(spec, results[instant[name]], alert.labels)
+                found = self._lookup(spec, results[instant[name]], alert.labels, joins[name])
                 if found is None:
                     continue
                 if isinstance(found, _Failure):
@@ -213,7 +265,7 @@ class Enricher:
                 if (i, name) not in windows:
                     continue
                 key, start, end = windows[i, name]
-                found = self._lookup(spec, results[key], alert.labels)
+                found = self._lookup(spec, results[key], alert.labels, joins[name])
                 if found is None:
                     continue  # not this alert's cost; a later incident_cost value may be
                 if isinstance(found, _Failure):
@@ -301,30 +353,24 @@ class Enricher:
         outcome = "failure" if isinstance(result, _Failure) else "success"
         self._metrics.prometheus_queries.labels(outcome).inc()
         if not isinstance(result, _Failure) and result:
-            self._shapes[key.query] = frozenset(frozenset(s.labels) for s in result)
+            self._shapes[key.query] = result.shapes
         return result
 
     def _lookup(
-        self, spec: ContextSpec, result: _Result, labels: Mapping[str, str]
+        self,
+        spec: ContextSpec,
+        result: _Result,
+        labels: Mapping[str, str],
+        to_alert: Mapping[str, str],
     ) -> _Series | _Failure | None:
-        """This alert's series, why it has none, or None when the value does not apply."""
-        to_alert = {res: alert for alert, res in spec.join.items()}
+        """This alert's series, why it has none, or None when the value does not apply.
+        `to_alert` maps result label names to the alert's (the inverse of `join`)."""
         if isinstance(result, _Failure):
             return result if _applies(self._shapes.get(spec.query), labels, to_alert) else None
-        best: _Series | None = None
-        best_rank: tuple[int, list[tuple[str, str]]] | None = None
-        for series in result:
-            if all(labels.get(to_alert.get(k, k)) == v for k, v in series.labels.items()):
-                rank = (-len(series.labels), sorted(series.labels.items()))
-                if best_rank is None or rank < best_rank:
-                    best, best_rank = series, rank
+        best = result.match(labels, to_alert)
         if best is not None:
             return best
-        shapes = (
-            frozenset(frozenset(s.labels) for s in result)
-            if result
-            else self._shapes.get(spec.query)
-        )
+        shapes = result.shapes if result else self._shapes.get(spec.query)
         return _NO_DATA if _applies(shapes, labels, to_alert) else None
 
     def _budgets_for(self, rules: Rules) -> tuple[Budgets, str] | None:
@@ -374,16 +420,16 @@ def _parse(response: httpx.Response) -> _Result:
         kind = data["resultType"]
         result = data["result"]
         if kind == "vector":
-            return tuple(
+            return _SeriesSet(
                 _Series(
                     _labels(item["metric"]), ((float(item["value"][0]), float(item["value"][1])),)
                 )
                 for item in result
             )
         if kind == "scalar":
-            return (_Series({}, ((float(result[0]), float(result[1])),)),)
+            return _SeriesSet((_Series({}, ((float(result[0]), float(result[1])),)),))
         if kind == "matrix":
-            return tuple(
+            return _SeriesSet(
                 _Series(
                     _labels(item["metric"]), tuple((float(t), float(v)) for t, v in item["values"])
                 )

@@ -100,7 +100,10 @@ class Store(Protocol):
         (receiver.dedup.decide), queue those to send, and retire the inbox items."""
         ...
 
-    async def ready_count(self, destination: str, now: float) -> int: ...
+    async def ready_count(self, destination: str, now: float, at_most: int | None = None) -> int:
+        """Notifications ready to send to `destination` at `now` (not leased, due),
+        counted up to `at_most` (None: all of them)."""
+        ...
 
     async def claim_outbox(
         self, destination: str, limit: int, now: float, lease: float

@@ -692,14 +692,15 @@ class RedisStore:
             for item, reason in zip(planned, reasons, strict=True)
         ]
 
-    async def ready_count(self, destination: str, now: float) -> int:
+    async def ready_count(self, destination: str, now: float, at_most: int | None = None) -> int:
         k = self._keys
         with self._errors():
             async with self._redis().pipeline(transaction=True) as pipe:
                 pipe.zcard(k.ready(destination))
                 pipe.zcount(k.wait(destination), "-inf", _num(now))
                 ready, due = await pipe.execute()
-        return int(ready) + int(due)
+        count = int(ready) + int(due)  # O(log n) either way
+        return count if at_most is None else min(count, at_most)
 
     async def claim_outbox(
         self, destination: str, limit: int, now: float, lease: float

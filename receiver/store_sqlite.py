@@ -92,6 +92,22 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
 
 
 _INBOX_INSERT = "INSERT INTO inbox (alert, received_at) VALUES (?, ?)"
+_CLAIM = (
+    "SELECT o.id, o.destination, o.route, o.reason, o.alert, o.context,"
+    " o.received_at, o.attempts, l.ref FROM outbox o"
+    " LEFT JOIN ledger l ON l.destination = o.destination AND l.episode = o.episode"
+    " WHERE o.destination = ? AND {due} AND o.lease_until <= ?"
+    # A resolve never overtakes its firing while the firing waits for a retry
+    # (PagerDuty drops a resolve it has no incident for).
+    " AND NOT (o.status = 'resolved' AND EXISTS (SELECT 1 FROM outbox f"
+    " WHERE f.destination = o.destination AND f.episode = o.episode"
+    " AND f.status = 'firing' AND f.id < o.id"
+    " AND (f.not_before > ? OR f.lease_until > ?)))"
+    " ORDER BY o.id LIMIT ?"
+)
+# Parameters: destination, [now,] now (lease), now, now (the firing's), limit.
+_CLAIM_FRESH = _CLAIM.format(due="o.not_before = 0")
+_CLAIM_DUE = _CLAIM.format(due="o.not_before > 0 AND o.not_before <= ?")
 _SEEN_UPSERT = (
     "INSERT INTO seen VALUES (?1, ?2, ?3, ?4) ON CONFLICT (fingerprint, status, starts_at)"
     " DO UPDATE SET received_at = ?4 WHERE ?4 - seen.received_at >= ?5"
@@ -380,12 +396,12 @@ class SqliteStore:
 
         return await self._run(op)
 
-    async def ready_count(self, destination: str, now: float) -> int:
+    async def ready_count(self, destination: str, now: float, at_most: int | None = None) -> int:
         def op(conn: sqlite3.Connection) -> int:
             row = conn.execute(
-                "SELECT count(*) FROM outbox WHERE destination = ? AND not_before <= ?"
-                " AND lease_until <= ?",
-                (destination, now, now),
+                "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE destination = ?"
+                " AND not_before <= ? AND lease_until <= ? LIMIT ?)",
+                (destination, now, now, -1 if at_most is None else at_most),
             ).fetchone()
             return int(row[0])
 
@@ -395,20 +411,14 @@ class SqliteStore:
         self, destination: str, limit: int, now: float, lease: float
     ) -> list[OutboxItem]:
         def op(conn: sqlite3.Connection) -> list[OutboxItem]:
-            rows = conn.execute(
-                "SELECT o.id, o.destination, o.route, o.reason, o.alert, o.context,"
-                " o.received_at, o.attempts, l.ref FROM outbox o"
-                " LEFT JOIN ledger l ON l.destination = o.destination AND l.episode = o.episode"
-                " WHERE o.destination = ? AND o.not_before <= ? AND o.lease_until <= ?"
-                # A resolve never overtakes its firing while the firing waits for a retry
-                # (PagerDuty drops a resolve it has no incident for).
-                " AND NOT (o.status = 'resolved' AND EXISTS (SELECT 1 FROM outbox f"
-                " WHERE f.destination = o.destination AND f.episode = o.episode"
-                " AND f.status = 'firing' AND f.id < o.id"
-                " AND (f.not_before > ? OR f.lease_until > ?)))"
-                " ORDER BY o.id LIMIT ?",
-                (destination, now, now, now, now, limit),
-            ).fetchall()
+            # The first `limit` ready notifications in queue (id) order, from two index
+            # ranges: never tried (not_before 0, read in id order straight off the index)
+            # and tried before and due again (usually few, sorted). One query over both
+            # would sort the whole ready queue: ~10 ms with 30,000 waiting, on the thread
+            # that also commits webhooks.
+            fresh = conn.execute(_CLAIM_FRESH, (destination, now, now, now, limit)).fetchall()
+            due = conn.execute(_CLAIM_DUE, (destination, now, now, now, now, limit)).fetchall()
+            rows = sorted(fresh + due, key=lambda row: int(row[0]))[:limit] if due else fresh
             conn.executemany(
                 "UPDATE outbox SET lease_until = ? WHERE id = ?",
                 [(now + lease, row[0]) for row in rows],

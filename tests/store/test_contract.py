@@ -274,3 +274,22 @@ async def test_a_resolve_never_overtakes_its_retrying_firing(store: Store) -> No
     assert await store.claim_outbox("slack", 10, 120.0, 60) == []
     items = await store.claim_outbox("slack", 10, 150.0, 60)
     assert [i.alert.status for i in items] == ["firing", "resolved"]
+
+
+async def test_claims_follow_queue_order_across_retried_and_new(store: Store) -> None:
+    await store.ingest([alert(f"q{i}") for i in range(4)], 100.0, 60)
+    await route_all(store)
+    first, second = await store.claim_outbox("slack", 2, 100.0, 60)
+    # q1 fails and waits until 150; q0 waits longer, until 170.
+    await store.reschedule([second], 150.0, "HTTP 500")
+    await store.reschedule([first], 170.0, "HTTP 500")
+    assert await store.ready_count("slack", 140.0) == 2  # q2, q3
+    assert await store.ready_count("slack", 160.0) == 3  # q1 is due again
+    assert await store.ready_count("slack", 160.0, at_most=2) == 2
+    assert await store.ready_count("slack", 180.0, at_most=10) == 4
+    # Due again, q1 goes out before the newer q2 and q3 (queue order, not retry order).
+    items = await store.claim_outbox("slack", 2, 160.0, 60)
+    assert [i.alert.fingerprint for i in items] == ["q1", "q2"]
+    items = await store.claim_outbox("slack", 10, 180.0, 60)
+    assert [i.alert.fingerprint for i in items] == ["q0", "q3"]
+    assert await store.ready_count("slack", 180.0) == 0
