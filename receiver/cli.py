@@ -128,7 +128,7 @@ def _load(settings: Settings) -> Rules | None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from receiver.runtime import build_service, missing_secrets, missing_token
+    from receiver.runtime import build_service, button_warnings, missing_secrets, missing_token
 
     settings = _settings(args)
     configure(settings.log_format)
@@ -151,6 +151,8 @@ def _serve(args: argparse.Namespace) -> int:
             for problem in problems:
                 print(f"alert-router: refusing to start: {problem}", file=sys.stderr)
             return 2
+        for warning in button_warnings(rules, secrets):
+            log.warning(warning)
     service = build_service(settings, dry_run=args.dry_run, auth=not args.no_auth, secrets=secrets)
     service.holder.load()
     log.info(
@@ -177,7 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from receiver.runtime import missing_secrets, missing_token
+    from receiver.runtime import button_warnings, missing_secrets, missing_token
 
     settings = _settings(args)
     rules = _load(settings)
@@ -185,6 +187,7 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     secrets = SecretStore(settings.secrets_dir)
     problems = missing_secrets(rules, secrets)
+    warnings = button_warnings(rules, secrets)
     token = missing_token(secrets)
     if token:
         problems.append(token)
@@ -204,6 +207,8 @@ def _check(args: argparse.Namespace) -> int:
     print(f"  context values ({len(rules.context)}): {', '.join(rules.context) or 'none'}")
     if args.online:
         problems.extend(asyncio.run(_check_online(rules, settings)))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s):", file=sys.stderr)
         for problem in problems:

@@ -29,6 +29,24 @@ def missing_secrets(rules: Rules, secrets: SecretStore) -> list[str]:
     return problems
 
 
+def button_warnings(rules: Rules, secrets: SecretStore) -> list[str]:
+    """One line per bot destination whose messages carry buttons that Slack's presses
+    could not be verified for (no signing secret): every press would be refused."""
+    from receiver.actions import SIGNING_SECRET, slack_buttons
+
+    if secrets.get(SIGNING_SECRET) is not None:
+        return []
+    with_buttons = [name for name in rules.destinations if slack_buttons(rules, name) is not None]
+    if not with_buttons:
+        return []
+    return [
+        f"secret {SIGNING_SECRET!r} is missing, so presses of the buttons on "
+        f"{', '.join(with_buttons)}'s messages will be refused: add the Slack app's signing "
+        f"secret as {secrets.directory / SIGNING_SECRET} (or SLACK_SIGNING_SECRET), or set "
+        "buttons: false on those destinations"
+    ]
+
+
 def missing_token(secrets: SecretStore) -> str | None:
     if secrets.get(WEBHOOK_TOKEN) is not None:
         return None

@@ -84,6 +84,40 @@ def test_check_reads_secret_files(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+BOT_RULES = """
+destinations:
+  bot: {slack: {token: {secret: slack-bot-token}, channel: "#gpu-costs"}}
+  pd: {pagerduty: {routing_key: {secret: pagerduty-key}}}
+routes:
+  - name: all
+    to: [bot, pd]
+"""
+
+
+def test_check_warns_when_buttons_cannot_be_verified(tmp_path: Path) -> None:
+    config = tmp_path / "routes.yaml"
+    config.write_text(BOT_RULES)
+    env = {**SECRET_ENV, "SLACK_BOT_TOKEN": "xoxb-bot-token-value"}
+    result = run("check", "--config", str(config), env=env)
+    # Valid (the rules can serve), but every press of bot's buttons would be refused.
+    assert result.returncode == 0, result.stderr
+    assert "warning: secret 'slack-signing-secret' is missing" in result.stderr
+    assert "buttons on bot's messages" in result.stderr
+    assert "buttons: false" in result.stderr
+
+    signed = run("check", "--config", str(config), env={**env, "SLACK_SIGNING_SECRET": "s" * 32})
+    assert signed.returncode == 0, signed.stderr
+    assert "warning" not in signed.stderr
+    assert "s" * 32 not in signed.stdout + signed.stderr
+
+    config.write_text(
+        BOT_RULES.replace('channel: "#gpu-costs"', 'channel: "#gpu-costs", buttons: false')
+    )
+    off = run("check", "--config", str(config), env=env)
+    assert off.returncode == 0, off.stderr
+    assert "warning" not in off.stderr
+
+
 ROUTE_CASES = [
     # Critical budget alert: paged and posted.
     (["alertname=BudgetThresholdExceeded", "severity=critical"], [], "oncall, finops-slack"),
