@@ -63,11 +63,12 @@ class Tuning:
     parallel_sends: int = 8
     # While webhooks arrive, routing takes batches of `storm_batch` and adds cost context
     # `enrich_chunk` alerts at a time; when `queued_webhooks` or more wait for an answer,
-    # it keeps only about `route_share` of the time (see Pipeline._route_loop).
+    # routing and each delivery loop keep only about `pipeline_share` of the time (see
+    # Pipeline._yield_to_webhooks).
     storm_batch: int = 32
     enrich_chunk: int = 8
     queued_webhooks: int = 4
-    route_share: float = 0.25
+    pipeline_share: float = 0.1
 
 
 def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
@@ -197,23 +198,15 @@ class Pipeline:
                 # what is slow, and what is accepted is durable. While webhooks arrive,
                 # routing takes small batches, so that no answer waits long behind one;
                 # when they queue up (the CPU is saturated), routing steps aside after
-                # each batch, keeping about `route_share` of the time, so a long storm
+                # each batch, keeping about `pipeline_share` of the time, so a long storm
                 # still drains. Once webhooks stop, routing takes big batches, no pauses.
                 t = self.tuning
                 storm = time.monotonic() - self._last_webhook < 1.0
                 started = time.perf_counter()
                 if not await self.route_once(t.storm_batch if storm else t.route_batch):
                     await _wait(self._inbox_wake, t.poll_interval)
-                elif self._in_flight() >= t.queued_webhooks:
-                    share = min(max(t.route_share, 0.01), 1.0)
-                    until = time.perf_counter() + min(
-                        (time.perf_counter() - started) * (1 / share - 1), 1.0
-                    )
-                    while self._in_flight() >= t.queued_webhooks:
-                        left = until - time.perf_counter()
-                        if left <= 0:
-                            break
-                        await asyncio.sleep(min(left, 0.005))
+                else:
+                    await self._yield_to_webhooks(started)
             except asyncio.CancelledError:
                 raise
             except StoreError as exc:
@@ -222,6 +215,22 @@ class Pipeline:
             except Exception:
                 log.exception("routing failed; the alerts stay queued and are tried again")
                 await asyncio.sleep(1.0)
+
+    async def _yield_to_webhooks(self, started: float) -> None:
+        """After a pipeline step that began at `started` (perf_counter): while webhooks
+        queue up (the CPU is saturated), pause so that the step's loop keeps only about
+        `pipeline_share` of the time; stop pausing as soon as the queue is short again.
+        Answers come first, and a long storm still drains."""
+        t = self.tuning
+        if self._in_flight() < t.queued_webhooks:
+            return
+        share = min(max(t.pipeline_share, 0.01), 1.0)
+        until = time.perf_counter() + min((time.perf_counter() - started) * (1 / share - 1), 1.0)
+        while self._in_flight() >= t.queued_webhooks:
+            left = until - time.perf_counter()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(left, 0.005))
 
     async def route_once(self, limit: int | None = None) -> int:
         """Route one batch (up to `limit`, default `route_batch`) from the inbox; returns
@@ -308,8 +317,13 @@ class Pipeline:
         while True:
             dest.wake.clear()
             try:
+                started = time.perf_counter()
                 if not await self.deliver_once(dest.name):
                     await _wait(dest.wake, self.tuning.poll_interval)
+                elif dest.interval == 0:
+                    # A rate-limited destination's pace is its limit; an unlimited one
+                    # would take the CPU from webhooks while they queue up.
+                    await self._yield_to_webhooks(started)
             except asyncio.CancelledError:
                 raise
             except StoreError as exc:
