@@ -89,11 +89,14 @@ class _SeriesSet:
     def __len__(self) -> int:
         return len(self.series)
 
-    def match(self, labels: Mapping[str, str], to_alert: Mapping[str, str]) -> _Series | None:
+    def match(self, labels: Mapping[str, str], to_alert: Mapping[str, str]) -> _Series | bool:
         """The most specific series whose every label equals the alert's (through
-        `to_alert`); among equally specific ones, the first in label order."""
+        `to_alert`); among equally specific ones, the first in label order. Without one:
+        True when some series has only label names the alert carries (the value applies
+        to the alert, but has no data for it), False when none has (it does not apply)."""
         best: _Series | None = None
         best_items: list[tuple[str, str]] | None = None
+        applies = False
         for names, table in self._tables:
             if best is not None and len(names) < len(best.labels):
                 break
@@ -104,12 +107,13 @@ class _SeriesSet:
                     break
                 values.append(value)
             else:
+                applies = True
                 found = table.get(tuple(values))
                 if found is not None:
                     items = sorted(found.labels.items())
                     if best_items is None or items < best_items:
                         best, best_items = found, items
-        return best
+        return best if best is not None else applies
 
 
 _Result = _SeriesSet | _Failure
@@ -235,16 +239,20 @@ class Enricher:
         if budgets is not None:
             budgets[0].refresh()
         now = self._wall_clock()
-        joins = {
-            name: {res: alert for alert, res in spec.join.items()}
+        # Per value, once per call: its result, its join (result label -> alert label).
+        lookups = [
+            (name, spec, results[instant[name]], {res: a for a, res in spec.join.items()})
             for name, spec in rules.context.items()
-        }
+        ]
+        joins = {name: join for name, _, _, join in lookups}
+        titles = {name: _title(name, spec) for name, spec in rules.context.items()}
+        unavailable: dict[str, int] = {}
         contexts = []
         for i, alert in enumerate(alerts):
             values: list[ContextValue] = []
             missing: list[tuple[str, _Failure]] = []
-            for name, spec in rules.context.items():
-                found = self._lookup(spec, results[instant[name]], alert.labels, joins[name])
+            for name, spec, result, join in lookups:
+                found = self._lookup(spec, result, alert.labels, join)
                 if found is None:
                     continue
                 if isinstance(found, _Failure):
@@ -254,7 +262,7 @@ class Enricher:
                 if not math.isfinite(value):
                     missing.append((name, _NOT_A_NUMBER))
                     continue
-                values.append(ContextValue(name, _title(name, spec), value, spec.unit))
+                values.append(ContextValue(name, titles[name], value, spec.unit))
             if budgets is not None:
                 book, label = budgets
                 budget = book.get(alert.labels.get(label, ""))
@@ -278,13 +286,15 @@ class Enricher:
                         values.append(ContextValue(INCIDENT_COST, "Incident cost", cost, Unit.USD))
                 break
             for _, failure in missing:
-                self._metrics.context_unavailable.labels(failure.code).inc()
+                unavailable[failure.code] = unavailable.get(failure.code, 0) + 1
             contexts.append(
                 CostContext(
                     values=tuple(values),
                     unavailable=tuple((name, failure.reason) for name, failure in missing),
                 )
             )
+        for code, count in unavailable.items():
+            self._metrics.context_unavailable.labels(code).inc(count)
         return contexts
 
     async def _results(self, keys: Iterable[_Key], spec: PrometheusSpec) -> dict[_Key, _Result]:
@@ -367,11 +377,13 @@ class Enricher:
         `to_alert` maps result label names to the alert's (the inverse of `join`)."""
         if isinstance(result, _Failure):
             return result if _applies(self._shapes.get(spec.query), labels, to_alert) else None
-        best = result.match(labels, to_alert)
-        if best is not None:
-            return best
-        shapes = result.shapes if result else self._shapes.get(spec.query)
-        return _NO_DATA if _applies(shapes, labels, to_alert) else None
+        if result:
+            found = result.match(labels, to_alert)
+            if isinstance(found, _Series):
+                return found
+            return _NO_DATA if found else None
+        # No series at all: whether the value applies, from the shapes it had before.
+        return _NO_DATA if _applies(self._shapes.get(spec.query), labels, to_alert) else None
 
     def _budgets_for(self, rules: Rules) -> tuple[Budgets, str] | None:
         label = rules.spec.budgets.service_label if rules.spec.budgets else "service"
