@@ -343,7 +343,8 @@ class Pipeline:
         if dest.interval == 0 and dest.notifier.max_batch == 1:
             return await self._deliver_parallel(dest)
         now = self._clock()
-        if await self._store.ready_count(name, now, at_most=1) == 0:
+        ready = await self._store.ready_count(name, now, at_most=t.digest_after + 1)
+        if ready == 0:
             return 0
         # The send slot is shared by every replica (Slack: 1 message/s per destination;
         # PagerDuty: ~120 events/min per routing key) and honours a vendor's Retry-After.
@@ -355,9 +356,9 @@ class Pipeline:
         if at - now > t.lease / 4:
             await asyncio.sleep(at - now)
             now = self._clock()
-        ready = await self._store.ready_count(name, now, at_most=t.digest_after + 1)
-        if ready == 0:
-            return 0
+            ready = await self._store.ready_count(name, now, at_most=t.digest_after + 1)
+            if ready == 0:
+                return 0
         notifier = dest.notifier
         limit = notifier.max_batch if ready > t.digest_after else 1
         items = await self._store.claim_outbox(name, max(1, limit), now, t.lease)

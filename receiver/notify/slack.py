@@ -11,6 +11,7 @@ slack_sdk's own retries are off and its calls run in a thread: the pipeline owns
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -885,9 +886,18 @@ def _silent_logger(name: str) -> logging.Logger:
 def _proxy_for(url: str) -> str | None:
     """The environment's proxy for `url`, honouring NO_PROXY (slack_sdk ignores it)."""
     parts = urllib.parse.urlsplit(url)
-    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+    if not parts.hostname:
         return None
-    proxy: str | None = urllib.request.getproxies().get(parts.scheme)
+    return _proxy_for_host(parts.scheme, parts.hostname)
+
+
+@functools.lru_cache(maxsize=64)
+def _proxy_for_host(scheme: str, hostname: str) -> str | None:
+    """Looked up once per host: reading the proxy variables walks the whole environment,
+    which cost more than rendering the message."""
+    if urllib.request.proxy_bypass(hostname):
+        return None
+    proxy: str | None = urllib.request.getproxies().get(scheme)
     return proxy or None
 
 

@@ -1069,3 +1069,19 @@ def test_rate_helpers() -> None:
     assert max_per_window(times, 0.5) == 2
     assert min_interval(times) == pytest.approx(0.4)
     assert min_interval([1.0]) == math.inf
+
+
+def test_proxy_from_the_environment_honours_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from receiver.notify.slack import _proxy_for, _proxy_for_host
+
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
+    monkeypatch.setenv("no_proxy", "hooks.internal.invalid")
+    _proxy_for_host.cache_clear()
+    try:
+        assert _proxy_for("https://hooks.slack.com/services/T/B/x") == "http://proxy.invalid:3128"
+        assert _proxy_for("https://hooks.internal.invalid/services/T/B/x") is None
+        assert _proxy_for("http://hooks.slack.com/services/T/B/x") is None  # no http_proxy
+    finally:
+        _proxy_for_host.cache_clear()
