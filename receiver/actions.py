@@ -159,6 +159,8 @@ def actions_route(service: Service) -> Route:
         http=service.http,
         clock=service.clock,
     )
+    # At shutdown, presses being handled finish before the store and clients close.
+    service.closers.append(actions.aclose)
     return Route(ACTIONS_PATH, actions.endpoint, methods=["POST"])
 
 

@@ -8,7 +8,7 @@ import hmac
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -94,6 +94,8 @@ class Service:
     tuning: Tuning = field(default_factory=Tuning)
     http: httpx.AsyncClient | None = None
     pipeline: Pipeline | None = None
+    # Called first at shutdown, in order (work in flight outside the pipeline).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Metric children looked up once: ingest is the hot path.
     _webhooks: dict[int, Counter] = field(default_factory=dict, init=False, repr=False)
     # Webhooks being read, stored or answered right now (the pipeline yields to them).
@@ -144,6 +146,8 @@ class Service:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            for close in self.closers:
+                await close()
             await self.pipeline.stop()
             await self.store.close()
             if self.context is not None:

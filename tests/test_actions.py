@@ -1153,3 +1153,24 @@ def test_the_wired_service_acts_end_to_end(
         assert 'alert_router_slack_actions_total{action="silence",outcome="success"} 1.0' in metrics
     finally:
         server.stop()
+
+
+def test_a_press_in_flight_at_shutdown_is_finished_first(
+    make_router: Callable[..., Router],
+) -> None:
+    hanging = HangingServer()
+    try:
+        router = make_router(hanging.url, timeout="4s")
+        router.post(webhook([WARNING], external_url=hanging.url))
+        message = router.message("HighGPUCost")
+        answer = router.press(message, "silence_3600")
+        assert answer.status_code == 200  # answered in time; the press goes on
+        assert router.slack.responses() == []
+        router.server.stop()
+        # Shutdown waited for the press to end (Alertmanager's 4 s timeout): the presser
+        # is told, rather than the work being dropped half-done.
+        assert len(router.slack.responses()) == 1
+        assert "did not answer within 4s" in router.slack.responses()[0]["text"]
+        assert router.current(message).edits == 0
+    finally:
+        hanging.close()
