@@ -69,6 +69,10 @@ class Tuning:
     enrich_chunk: int = 8
     queued_webhooks: int = 4
     pipeline_share: float = 0.1
+    # Notifications for a destination the rules no longer name wait this long (the rules
+    # may come back, or differ between replicas during a rollout), then become dead
+    # letters, which `alert-router dead-letters retry` queues again.
+    orphan_grace: float = 600.0
 
 
 def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
@@ -134,6 +138,8 @@ class Pipeline:
         self._in_flight = webhooks_in_flight
         self._last_webhook = -1e9
         self._destinations: dict[str, _Destination] = {}
+        # Destinations with queued notifications that the rules no longer name: since when.
+        self._orphaned: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -179,8 +185,9 @@ class Pipeline:
                 dest.task.cancel()
             dest.notifier.close()
             log.warning(
-                "destination removed from the rules; its queued notifications wait for it",
-                extra={"destination": name},
+                "destination removed from the rules; its queued notifications wait for it,"
+                " then become dead letters",
+                extra={"destination": name, "grace_s": self.tuning.orphan_grace},
             )
 
     def wake(self) -> None:
@@ -546,11 +553,43 @@ class Pipeline:
                 await self.refresh_gauges()
                 t = self.tuning
                 await self._store.purge(self._clock(), t.dedup_window, t.ledger_retention)
+                await self.retire_orphans()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("housekeeping failed", extra={"error": str(exc)})
             await asyncio.sleep(self.tuning.housekeeping_interval)
+
+    async def retire_orphans(self) -> int:
+        """Dead-letter the notifications queued for destinations that the rules have not
+        named for `orphan_grace` seconds (this process' view); returns how many. Those
+        still waiting for a retry go once they are due, at a later call."""
+        t = self.tuning
+        orphans = await self._store.queued_destinations() - set(self._rules().destinations)
+        seen = time.monotonic()
+        self._orphaned = {name: self._orphaned.get(name, seen) for name in orphans}
+        total = 0
+        for name, since in sorted(self._orphaned.items()):
+            if seen - since < t.orphan_grace:
+                continue
+            error = f"destination {name!r} is no longer in the rules"
+            retired = 0
+            while True:
+                now = self._clock()
+                items = await self._store.claim_outbox(name, t.route_batch, now, t.lease)
+                if not items:
+                    break
+                await self._store.dead_letter(items, error, now)
+                retired += len(items)
+            if retired:
+                self._metrics.notifications.labels(name, "dead_letter").inc(retired)
+                log.error(
+                    "notifications for a destination no longer in the rules kept as dead"
+                    " letters; `alert-router dead-letters retry` queues them again",
+                    extra={"destination": name, "count": retired},
+                )
+            total += retired
+        return total
 
     async def refresh_gauges(self) -> dict[str, int]:
         depths = await self._store.depths()

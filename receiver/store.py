@@ -133,6 +133,10 @@ class Store(Protocol):
         """Counts of `inbox`, `outbox` and `dead_letters`."""
         ...
 
+    async def queued_destinations(self) -> set[str]:
+        """The destinations with notifications in the outbox (waiting, due or leased)."""
+        ...
+
     async def check_writable(self) -> None:
         """Raise StoreError when a write would fail."""
         ...

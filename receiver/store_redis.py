@@ -811,6 +811,19 @@ class RedisStore:
                 inbox, outbox, dead = await pipe.execute()
         return {"inbox": int(inbox), "outbox": int(outbox), "dead_letters": int(dead)}
 
+    async def queued_destinations(self) -> set[str]:
+        # A destination's ready and wait sets exist while they hold an item (Redis drops
+        # empty keys); their names end with the destination.
+        k = self._keys
+        found: set[str] = set()
+        with self._errors():
+            for base in (k.ready(""), k.wait("")):
+                pattern = _glob_escape(base) + "*"
+                async for key in self._redis().scan_iter(match=pattern, count=500):
+                    name = key.decode() if isinstance(key, bytes) else str(key)
+                    found.add(name[len(base) :])
+        return found
+
     async def check_writable(self) -> None:
         # A real write: MISCONF (persistence failing), READONLY (a replica), OOM and
         # NOREPLICAS refuse it as they would refuse ingest.
@@ -836,3 +849,8 @@ class RedisStore:
 
     async def pause_destination(self, destination: str, until: float) -> None:
         await self._script("pause", [self._keys.send_pause], [destination, repr(until)])
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

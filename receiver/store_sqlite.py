@@ -529,6 +529,12 @@ class SqliteStore:
 
         return await self._run(op)
 
+    async def queued_destinations(self) -> set[str]:
+        def op(conn: sqlite3.Connection) -> set[str]:
+            return {row[0] for row in conn.execute("SELECT DISTINCT destination FROM outbox")}
+
+        return await self._run(op)
+
     async def check_writable(self) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('ready_check', '1')")

@@ -293,3 +293,18 @@ async def test_claims_follow_queue_order_across_retried_and_new(store: Store) ->
     items = await store.claim_outbox("slack", 10, 180.0, 60)
     assert [i.alert.fingerprint for i in items] == ["q0", "q3"]
     assert await store.ready_count("slack", 180.0) == 0
+
+
+async def test_queued_destinations(store: Store) -> None:
+    assert await store.queued_destinations() == set()
+    await store.ingest([alert("d1"), alert("d2")], 100.0, 60)
+    items = await store.claim_inbox(10, 100.0, 60)
+    plans = [planned(items[0].alert, "slack"), planned(items[1].alert, "pager:*[x]")]
+    await store.plan([i.id for i in items], plans, 100.0)
+    assert await store.queued_destinations() == {"slack", "pager:*[x]"}
+    [waiting] = await store.claim_outbox("pager:*[x]", 10, 100.0, 60)
+    await store.reschedule([waiting], 500.0, "HTTP 503")  # waiting for a retry still counts
+    assert await store.queued_destinations() == {"slack", "pager:*[x]"}
+    [sent] = await store.claim_outbox("slack", 10, 100.0, 60)
+    await store.delivered([sent], [None], 101.0)
+    assert await store.queued_destinations() == {"pager:*[x]"}
