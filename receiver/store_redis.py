@@ -14,7 +14,8 @@ Keys, under `prefix` (P):
   attempts, last error), `P:outbox:ready:D` (zset, score = id), `P:outbox:wait:D` (zset,
   score = when it becomes claimable: a lease expiry or a retry's not_before),
   `P:outbox:ids` (set, for the depth), `P:outbox:pending` (hash "<status> <ledger key>" ->
-  id: at most one queued notification per destination, episode and status), `P:outbox:seq`.
+  id: at most one queued notification per destination, episode and status), `P:outbox:seq`,
+  `P:outbox:destinations` (set: destinations that may have queued notifications).
 - The ledger: `P:ledger:<D, URL-quoted>:<episode>` (hash firing_at, resolved_at, ref) with a
   TTL of the ledger retention, and `P:ledger:index` (zset, score = last write) for purge.
 - Dead letters: `P:dead:item:<id>` (the outbox hash, renamed), `P:dead` (zset, score = id).
@@ -228,7 +229,8 @@ return out
 """
 )
 
-# KEYS: inbox, inbox ready, inbox leased, outbox seq, outbox ids, pending.
+# KEYS: inbox, inbox ready, inbox leased, outbox seq, outbox ids, pending, inbox episodes,
+# inbox firing, outbox destinations.
 # ARGV: now, item key prefix, n inbox ids, inbox ids..., then per candidate: ledger key,
 # ready key, wait key, destination, episode, status, repeat interval, send_resolved (1/0),
 # route, body.
@@ -259,6 +261,7 @@ for i = 4 + n, #ARGV, 10 do
     redis.call('ZADD', ready, id, id)
     redis.call('SADD', KEYS[5], id)
     redis.call('HSET', KEYS[6], marker, id)
+    redis.call('SADD', KEYS[9], ARGV[i + 3])
   end
   reasons[#reasons + 1] = reason
 end
@@ -359,8 +362,8 @@ end
 return out
 """
 
-# KEYS: dead, outbox seq, outbox ids, pending. ARGV: now, item prefix, dead prefix,
-# all (1/0), ids...
+# KEYS: dead, outbox seq, outbox ids, pending, outbox destinations. ARGV: now, item prefix,
+# dead prefix, all (1/0), ids...
 _REPLAY = """
 local ids = {}
 if ARGV[4] == '1' then
@@ -373,7 +376,7 @@ for _, dead in ipairs(ids) do
   if redis.call('ZREM', KEYS[1], dead) == 1 then
     count = count + 1
     local key = ARGV[3] .. dead
-    local f = redis.call('HMGET', key, 'pending', 'wait')
+    local f = redis.call('HMGET', key, 'pending', 'wait', 'destination')
     if f[1] and redis.call('HEXISTS', KEYS[4], f[1]) == 0 then
       local id = redis.call('INCR', KEYS[2])
       local item = ARGV[2] .. id
@@ -383,6 +386,7 @@ for _, dead in ipairs(ids) do
       redis.call('ZADD', f[2], ARGV[1], id)
       redis.call('SADD', KEYS[3], id)
       redis.call('HSET', KEYS[4], f[1], id)
+      if f[3] then redis.call('SADD', KEYS[5], f[3]) end
     else
       -- The same notification is queued already: replaying would send it twice.
       redis.call('DEL', key)
@@ -390,6 +394,20 @@ for _, dead in ipairs(ids) do
   end
 end
 return count
+"""
+
+# KEYS: outbox destinations. ARGV: ready key prefix, wait key prefix. Forgets destinations
+# whose queues are empty (Redis drops empty keys), in the same step as it looks.
+_QUEUED = """
+local out = {}
+for _, d in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. d, ARGV[2] .. d) > 0 then
+    out[#out + 1] = d
+  else
+    redis.call('SREM', KEYS[1], d)
+  end
+end
+return out
 """
 
 # KEYS: ledger index. ARGV: cutoff (exclusive), batch.
@@ -471,6 +489,7 @@ class _Keys:
         self.outbox_ids = f"{prefix}:outbox:ids"
         self.outbox_seq = f"{prefix}:outbox:seq"
         self.pending = f"{prefix}:outbox:pending"
+        self.destinations = f"{prefix}:outbox:destinations"
         self.ledger_index = f"{prefix}:ledger:index"
         self.dead = f"{prefix}:dead"
         self.dead_item = f"{prefix}:dead:item:"
@@ -509,6 +528,8 @@ class RedisStore:
         self._ledger_ttl = _DEFAULT_LEDGER_RETENTION
         self._client: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        # Whether queues from before the destinations set have been looked for.
+        self._destinations_known = False
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r})"
@@ -548,6 +569,7 @@ class RedisStore:
                 "dead_letter": _DEAD_LETTER,
                 "dead_letters": _DEAD_LETTERS,
                 "replay": _REPLAY,
+                "queued": _QUEUED,
                 "purge": _PURGE,
                 "reserve_send": _RESERVE_SEND,
                 "pause": _PAUSE,
@@ -684,6 +706,7 @@ class RedisStore:
                 k.pending,
                 k.inbox_episodes,
                 k.inbox_firing,
+                k.destinations,
             ],
             args,
         )
@@ -784,7 +807,9 @@ class RedisStore:
     async def replay_dead_letters(self, ids: Sequence[str] | None, now: float) -> int:
         k = self._keys
         args = [_num(now), k.outbox_item, k.dead_item, "1" if ids is None else "0", *(ids or ())]
-        count = await self._script("replay", [k.dead, k.outbox_seq, k.outbox_ids, k.pending], args)
+        count = await self._script(
+            "replay", [k.dead, k.outbox_seq, k.outbox_ids, k.pending, k.destinations], args
+        )
         return int(count)
 
     async def ledger_entry(self, destination: str, episode: str) -> LedgerEntry | None:
@@ -812,17 +837,19 @@ class RedisStore:
         return {"inbox": int(inbox), "outbox": int(outbox), "dead_letters": int(dead)}
 
     async def queued_destinations(self) -> set[str]:
-        # A destination's ready and wait sets exist while they hold an item (Redis drops
-        # empty keys); their names end with the destination.
         k = self._keys
-        found: set[str] = set()
-        with self._errors():
-            for base in (k.ready(""), k.wait("")):
-                pattern = _glob_escape(base) + "*"
-                async for key in self._redis().scan_iter(match=pattern, count=500):
-                    name = key.decode() if isinstance(key, bytes) else str(key)
-                    found.add(name[len(base) :])
-        return found
+        if not self._destinations_known:
+            # Queues written before the destinations set existed: found once by their
+            # key names (a scan of the whole keyspace), then the set is kept by plan.
+            with self._errors():
+                for base in (k.ready(""), k.wait("")):
+                    pattern = _glob_escape(base) + "*"
+                    async for key in self._redis().scan_iter(match=pattern, count=1000):
+                        name = key.decode() if isinstance(key, bytes) else str(key)
+                        await self._redis().sadd(k.destinations, name[len(base) :])
+            self._destinations_known = True
+        found = await self._script("queued", [k.destinations], [k.ready(""), k.wait("")])
+        return {d.decode() if isinstance(d, bytes) else str(d) for d in found}
 
     async def check_writable(self) -> None:
         # A real write: MISCONF (persistence failing), READONLY (a replica), OOM and

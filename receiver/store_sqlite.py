@@ -531,7 +531,15 @@ class SqliteStore:
 
     async def queued_destinations(self) -> set[str]:
         def op(conn: sqlite3.Connection) -> set[str]:
-            return {row[0] for row in conn.execute("SELECT DISTINCT destination FROM outbox")}
+            # From one destination to the next along the index: DISTINCT would read every
+            # queued row (~12 ms with 200,000 queued) on the thread that commits webhooks.
+            rows = conn.execute(
+                "WITH RECURSIVE d(name) AS (SELECT (SELECT min(destination) FROM outbox)"
+                " UNION ALL SELECT (SELECT min(destination) FROM outbox"
+                " WHERE destination > d.name) FROM d WHERE d.name IS NOT NULL)"
+                " SELECT name FROM d WHERE name IS NOT NULL"
+            )
+            return {row[0] for row in rows}
 
         return await self._run(op)
 

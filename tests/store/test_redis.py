@@ -426,3 +426,32 @@ async def test_password_never_in_a_store_error(redis_factory: RedisFactory) -> N
     for text in errors:
         assert PASSWORD not in text
         assert "****" in text
+
+
+async def test_queues_from_before_the_destinations_set_are_found(
+    redis_server: RedisServer,
+) -> None:
+    import redis.asyncio
+
+    old = RedisStore(redis_server.url)
+    await old.open()
+    await old.ingest([alert("legacy")], 100.0, 60)
+    items = await old.claim_inbox(10, 100.0, 60)
+    await old.plan([i.id for i in items], [planned(items[0].alert, "legacy-dest")], 100.0)
+    await old.close()
+    # As a version without the set left it: queues, but no `destinations` key.
+    raw = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        removed = await raw.delete("alert-router:outbox:destinations")
+    finally:
+        await raw.aclose()
+    assert removed == 1
+    new = RedisStore(redis_server.url)
+    await new.open()
+    try:
+        assert await new.queued_destinations() == {"legacy-dest"}
+        [item] = await new.claim_outbox("legacy-dest", 10, 100.0, 60)
+        await new.delivered([item], [None], 101.0)
+        assert await new.queued_destinations() == set()
+    finally:
+        await new.close()
