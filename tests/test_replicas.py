@@ -74,7 +74,7 @@ default: hook
 # Cost context, so that routing asks Prometheus (and waits for it, up to the timeout, for
 # every batch: no cache).
 CONTEXT = """
-prometheus: {url: http://127.0.0.1:9, timeout: 2s, cache_ttl: 0s}
+prometheus: {url: http://127.0.0.1:9, timeout: 5s, cache_ttl: 0s}
 context:
   cost_per_hour: {query: 'sum by (service) (service_cost_per_hour)', unit: usd_per_hour}
 """
@@ -530,17 +530,27 @@ def test_sigkill_of_one_replica_mid_storm_loses_nothing(cluster: Cluster) -> Non
 def test_resolves_wait_for_firing_held_by_a_killed_replica(
     cluster: Cluster, hanging_prometheus: HangingServer
 ) -> None:
-    # `a` waits for the 2 s Prometheus timeout before it routes what it claimed; `b` gets
-    # no answer from its Prometheus at once. PagerDuty takes 0.5 s a trigger.
+    # `a` waits for the 5 s Prometheus timeout before it routes what it claimed (several
+    # tries of freeze_holding); `b` gets no answer from its Prometheus at once. PagerDuty
+    # takes 1 s a trigger: the replicas (8 sends in flight each) are still sending then.
     a, b = cluster.start(2, context=True, prometheus=[hanging_prometheus.url, None])
     first = make_alerts("Crash", 48, critical_every=1)
     later = make_alerts("Crash", 4, start=48, critical_every=1)
-    cluster.pagerduty.script(*[PagerDutyAnswer(delay=0.5, process=True)] * len(first))
+    cluster.pagerduty.script(*[PagerDutyAnswer(delay=1.0, process=True)] * len(first))
     starts = started_minutes_ago(5)
     cluster.deliver(b, bodies(first, 48, starts)[0])
     wait_until(lambda: len(cluster.pagerduty.requests) >= 2, timeout=15)
-    # While both replicas send the triggers, `a` accepts more alerts and holds them.
-    cluster.deliver(a, bodies(later, 4, starts)[0])
+    # While both replicas send the triggers, `a` accepts more alerts and holds them. The
+    # inbox is shared: `b` is paused meanwhile, or it could claim them before `a` does.
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        cluster.deliver(a, bodies(later, 4, starts)[0])
+        wait_until(
+            lambda: any(q == "inbox" for q, _ in cluster.leased(until=time.time() + LEASE + 1)),
+            timeout=10,
+        )
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
     # Killed holding both kinds of claim: alerts not routed yet, and a PagerDuty trigger.
     held: set[tuple[str, str]] = set()
     for _ in range(10):
