@@ -374,7 +374,7 @@ def test_a_message_that_arrives_late_does_not_crowd_the_next_one(
     texts = [" ".join(strings(m)) for m in slack_webhook.messages]
     for i in range(8):
         assert sum(f"Late{i}" in t for t in texts) == 1, i
-    assert len(texts) >= 3  # a slow message, then the next one
+    assert len(texts) >= 2  # the first message is a slow one; then at least one more
     assert all(r.status == 200 for r in slack_webhook.requests)  # never over the limit
     assert min_interval(slack_webhook.delivery_times()) >= 0.5
 
