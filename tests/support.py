@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -74,3 +76,16 @@ class HangingServer:
         for conn in self._held:
             conn.close()
         self._sock.close()
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM (the programs under test save their state on it), then SIGKILL if `process`
+    has not exited within `timeout`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)

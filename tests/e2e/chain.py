@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -70,6 +69,9 @@ class RulesPrometheus(PrometheusServer):
     (`--rules.alert.resend-delay=1s`: an Alertmanager started mid-run hears of every
     firing alert at once, as one that has been up all along would)."""
 
+    flags = ("--rules.alert.resend-delay=1s", "--log.level=error")
+    scrape_timeout = 20.0
+
     def __init__(
         self,
         binary: str,
@@ -86,33 +88,6 @@ class RulesPrometheus(PrometheusServer):
             ]
         }
         self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-
-    def start(self, *, wait_for_scrape: bool = True) -> None:
-        assert not self.running, "Prometheus is already running"
-        started = time.time()
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={self.config_path}",
-                    f"--storage.tsdb.path={self.data_dir}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--rules.alert.resend-delay=1s",
-                    "--log.level=error",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + 20
-        while not self._ready():
-            if not self.running or time.monotonic() > deadline:
-                self.stop()
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"Prometheus did not become ready on {self.url}:\n{tail}")
-            time.sleep(0.05)
-        if wait_for_scrape:
-            self._wait_for_scrape_after(started, timeout=20)
 
     def firing(self) -> list[dict[str, str]]:
         """Labels of the alerts Prometheus has pending or firing."""

@@ -30,7 +30,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import free_port, require_binary
+from tests.support import free_port, require_binary, terminate
 
 BINARY = "prometheus-alertmanager"  # the Debian package's name for the alertmanager binary
 RECEIVER = "alert-router"
@@ -182,13 +182,7 @@ class AlertmanagerServer:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        terminate(process)
 
     def close(self) -> None:
         self.stop()

@@ -26,7 +26,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import HangingServer, free_port, require_binary, wait_until
+from tests.support import HangingServer, free_port, require_binary, terminate, wait_until
 
 SCRAPE_JOB = "cost"
 
@@ -114,6 +114,10 @@ class Exporter:
 class PrometheusServer:
     """Debian's prometheus as a subprocess on a loopback port with its own data dir."""
 
+    # Flags after the config, data dir and listen address; seconds to wait for a scrape.
+    flags: tuple[str, ...] = ("--log.level=warn",)
+    scrape_timeout = 15.0
+
     def __init__(
         self,
         binary: str,
@@ -159,7 +163,7 @@ class PrometheusServer:
                     f"--config.file={self.config_path}",
                     f"--storage.tsdb.path={self.data_dir}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--log.level=warn",
+                    *self.flags,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -173,20 +177,14 @@ class PrometheusServer:
                 pytest.fail(f"Prometheus did not become ready on {self.url}:\n{tail}")
             time.sleep(0.05)
         if wait_for_scrape:
-            self._wait_for_scrape_after(started, timeout=15)
+            self._wait_for_scrape_after(started, timeout=self.scrape_timeout)
 
     def stop(self) -> None:
         """Terminate (graceful, flushes the WAL), then kill if it does not exit."""
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        terminate(process)
 
     def close(self) -> None:
         self.stop()

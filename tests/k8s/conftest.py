@@ -22,7 +22,7 @@ from tests.k8s.files import (
     parse_exposition,
     read_manifests,
 )
-from tests.support import free_port, wait_until
+from tests.support import free_port, terminate, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -104,12 +104,7 @@ def live_router(
         wait_until(answering, timeout=30)
         yield router
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        terminate(process)
 
 
 @pytest.fixture(scope="session")
