@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 
 from receiver import __version__
+from receiver.config.rules import Rules, RulesError, load_rules
+from receiver.config.secrets import SecretStore
+from receiver.config.settings import Settings
 from receiver.logs import configure
-from receiver.routing import matching_routes, route_alert
-from receiver.rules import Rules, RulesError, load_rules
-from receiver.secrets import SecretStore
-from receiver.settings import Settings
+from receiver.routing.routes import matching_routes, route_alert
 
 log = logging.getLogger("alert_router")
 
@@ -219,7 +219,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 async def _check_online(rules: Rules, settings: Settings) -> list[str]:
-    from receiver.enrich import Enricher
+    from receiver.context.enrich import Enricher
     from receiver.metrics import Metrics
 
     async with httpx.AsyncClient() as client:
@@ -333,7 +333,7 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from receiver.ruletest import RuleTestError, run_rule_tests
+    from receiver.routing.ruletest import RuleTestError, run_rule_tests
 
     settings = _settings(args)
     rules = _load(settings)
@@ -352,7 +352,7 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from receiver.demo import run_demo
+    from receiver.demo.run import run_demo
 
     return asyncio.run(run_demo())
 
@@ -365,7 +365,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 
 async def _dead_letters_async(args: argparse.Namespace) -> int:
-    from receiver.store import open_store
+    from receiver.store.base import open_store
 
     settings = Settings()
     store = open_store(settings.state, busy_timeout=settings.sqlite_busy_timeout)

@@ -12,7 +12,7 @@ from receiver.models import DedupReason
 DELIVERY_OUTCOMES = ("delivered", "retried", "dead_letter")
 REJECT_REASONS = ("invalid_alert",)
 CONTEXT_REASONS = ("prometheus_unreachable", "timeout", "query_error", "no_data", "not_a_number")
-# Slack button presses (receiver.actions): what was asked, and how it ended. Requests that
+# Slack button presses (receiver.slack_actions): what was asked, and how it ended. Requests that
 # name no action we can trust (bad signature, malformed payload) count as action "unknown".
 SLACK_ACTIONS = ("silence", "acknowledge")
 SLACK_ACTION_OUTCOMES = ("success", "already_done", "failure")

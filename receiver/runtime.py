@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import httpx
 
-from receiver.app import WEBHOOK_TOKEN, Service
-from receiver.enrich import Enricher
+from receiver.config.reloader import RulesHolder
+from receiver.config.rules import Rules
+from receiver.config.secrets import SecretStore
+from receiver.config.settings import Settings
+from receiver.context.enrich import Enricher
 from receiver.metrics import Metrics
 from receiver.notify.dryrun import Emit, log_emit
 from receiver.notify.factory import build_notifiers
-from receiver.reloader import RulesHolder
-from receiver.rules import Rules
-from receiver.secrets import SecretStore
-from receiver.settings import Settings
-from receiver.store import open_store
+from receiver.server import WEBHOOK_TOKEN, Service
+from receiver.store.base import open_store
 
 
 def missing_secrets(rules: Rules, secrets: SecretStore) -> list[str]:
@@ -32,7 +32,7 @@ def missing_secrets(rules: Rules, secrets: SecretStore) -> list[str]:
 def button_warnings(rules: Rules, secrets: SecretStore) -> list[str]:
     """One line per bot destination whose messages carry buttons that Slack's presses
     could not be verified for (no signing secret): every press would be refused."""
-    from receiver.actions import SIGNING_SECRET, slack_buttons
+    from receiver.slack_actions.endpoint import SIGNING_SECRET, slack_buttons
 
     if secrets.get(SIGNING_SECRET) is not None:
         return []

@@ -11,12 +11,12 @@ from typing import Any
 
 import uvicorn
 
-from receiver.app import Service
+from receiver.config.secrets import SecretStore
+from receiver.config.settings import Settings
 from receiver.models import Notification
-from receiver.pipeline import Tuning
+from receiver.pipeline.loops import Tuning
 from receiver.runtime import build_service
-from receiver.secrets import SecretStore
-from receiver.settings import Settings
+from receiver.server import Service
 from tests.support import free_port, wait_until
 
 TOKEN = "test-token-0123456789"

@@ -34,14 +34,9 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from receiver.actions import (
-    ACTIONS_PATH,
-    MAX_BODY_BYTES,
-    SIGNING_SECRET,
-    actions_route,
-    slack_buttons,
-)
-from receiver.app import Service
+from receiver.config.rules import Rules, RulesError, load_rules, parse_rules
+from receiver.config.secrets import SecretStore
+from receiver.config.settings import Settings
 from receiver.metrics import Metrics
 from receiver.models import (
     Alert,
@@ -53,8 +48,8 @@ from receiver.models import (
     labels_fingerprint,
 )
 from receiver.notify.base import Notifier
-from receiver.notify.pagerduty import dedup_key
-from receiver.notify.slack import (
+from receiver.notify.pagerduty.notifier import dedup_key
+from receiver.notify.slack.notifier import (
     ACTIONS_BLOCK_ID,
     MAX_BUTTON_VALUE,
     ActionValue,
@@ -62,11 +57,16 @@ from receiver.notify.slack import (
     annotate,
     labels_digest,
 )
-from receiver.rules import Rules, RulesError, load_rules, parse_rules
 from receiver.runtime import build_service
 from receiver.samples import webhook
-from receiver.secrets import SecretStore
-from receiver.settings import Settings
+from receiver.server import Service
+from receiver.slack_actions.endpoint import (
+    ACTIONS_PATH,
+    MAX_BODY_BYTES,
+    SIGNING_SECRET,
+    actions_route,
+    slack_buttons,
+)
 from tests.fakes.alertmanager import (
     AlertmanagerFactory,
     AlertmanagerServer,

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from receiver.config.settings import Settings
 from receiver.models import Alert, labels_fingerprint
-from receiver.notify.pagerduty import dedup_key
+from receiver.notify.pagerduty.notifier import dedup_key
 from receiver.samples import webhook
-from receiver.settings import Settings
 from tests.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
 from tests.fakes.slack import (
     BOT_TOKEN,

@@ -36,11 +36,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.types import ASGIApp, Message, Scope
 
-from receiver.app import Service
+from receiver.config.secrets import SecretStore
 from receiver.models import Alert
 from receiver.runtime import build_service
-from receiver.secrets import SecretStore
-from receiver.store import IngestResult, Store, StoreError
+from receiver.server import Service
+from receiver.store.base import IngestResult, Store, StoreError
 from tests.service import TOKEN, Sent, make_settings
 
 ROUTES = Path(__file__).resolve().parents[1] / "rules" / "routes.yaml"

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.app import TOKEN_RECHECK_SECONDS
+from receiver.server import TOKEN_RECHECK_SECONDS
 from tests.service import TOKEN, ServerThread, make_settings, start_service
 from tests.support import wait_until
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from receiver.config.reloader import RulesHolder
+from receiver.config.rules import RulesError
 from receiver.metrics import Metrics
-from receiver.reloader import RulesHolder
-from receiver.rules import RulesError
 from receiver.samples import webhook
 from tests.service import TOKEN, make_settings, start_service
 from tests.support import wait_until

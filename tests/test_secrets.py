@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from receiver.secrets import SecretStore
+from receiver.config.secrets import SecretStore
 
 
 def _write(path: Path, text: str, bump: float = 0.0) -> None:

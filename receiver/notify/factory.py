@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from receiver.actions import slack_buttons
+from receiver.config.rules import DestinationSpec, Rules
+from receiver.config.secrets import SecretStore
+from receiver.config.settings import Settings
 from receiver.notify.base import Notifier
 from receiver.notify.dryrun import DryRunNotifier, Emit, log_emit
-from receiver.notify.pagerduty import PagerDutyNotifier
-from receiver.notify.slack import SlackBotNotifier, SlackWebhookNotifier
-from receiver.rules import DestinationSpec, Rules
-from receiver.secrets import SecretStore
-from receiver.settings import Settings
+from receiver.notify.pagerduty.notifier import PagerDutyNotifier
+from receiver.notify.slack.notifier import SlackBotNotifier, SlackWebhookNotifier
+from receiver.slack_actions.endpoint import slack_buttons
 
 
 def build_notifier(

@@ -16,13 +16,13 @@ import httpx
 import pytest
 import yaml
 
-from receiver.budgets import Budgets, exhaustion_time, parse_budgets
-from receiver.enrich import NEGATIVE_TTL, Enricher
+from receiver.config.rules import Rules, load_rules
+from receiver.context.budgets import Budgets, exhaustion_time, parse_budgets
+from receiver.context.enrich import NEGATIVE_TTL, Enricher
+from receiver.context.units import format_value
 from receiver.metrics import Metrics
 from receiver.models import Alert, CostContext, Unit, labels_fingerprint
-from receiver.routing import route_alert
-from receiver.rules import Rules, load_rules
-from receiver.units import format_value
+from receiver.routing.routes import route_alert
 from tests.fakes.prometheus import (
     Exporter,
     PrometheusServer,

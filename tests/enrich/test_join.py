@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.enrich import _Series, _SeriesSet
+from receiver.context.enrich import _Series, _SeriesSet
 
 NAMES = ["service", "namespace", "node", "gpu"]
 VALUES = ["a", "b", "c"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.rules import Rules, load_rules
-from receiver.ruletest import RuleTestError, run_rule_tests
+from receiver.config.rules import Rules, load_rules
+from receiver.routing.ruletest import RuleTestError, run_rule_tests
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"

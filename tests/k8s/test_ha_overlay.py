@@ -16,9 +16,9 @@ import httpx
 import pytest
 import yaml
 
-from receiver.settings import Settings
-from receiver.store import open_store
-from receiver.store_redis import RedisStore
+from receiver.config.settings import Settings
+from receiver.store.base import open_store
+from receiver.store.redis.store import RedisStore
 from tests.k8s.files import K8S, REPO, SECRET_EXAMPLE, load_documents, load_yaml
 from tests.k8s.test_manifests import _k8s_versions, _validate
 from tests.support import free_port, require_binary, wait_until

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import yaml
 
-from receiver.secrets import DEFAULT_SECRETS_DIR, env_name
-from receiver.settings import Settings
+from receiver.config.secrets import DEFAULT_SECRETS_DIR, env_name
+from receiver.config.settings import Settings
 from tests.k8s.conftest import LiveRouter
 from tests.k8s.files import (
     ALERTMANAGER_SNIPPET,

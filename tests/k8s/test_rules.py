@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver.routing import matching_routes
-from receiver.rules import load_rules
+from receiver.config.rules import load_rules
+from receiver.routing.routes import matching_routes
 from tests.k8s.files import (
     ALERTMANAGER_SNIPPET,
     BASE,

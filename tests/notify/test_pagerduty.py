@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from receiver.config.secrets import SecretStore
 from receiver.models import (
     Alert,
     ContextValue,
@@ -25,13 +26,12 @@ from receiver.models import (
     Unit,
 )
 from receiver.notify.base import NotifyError, Ref
-from receiver.notify.pagerduty import (
+from receiver.notify.pagerduty.notifier import (
     MAX_EVENT_BYTES,
     MAX_SUMMARY_CHARS,
     PagerDutyNotifier,
     dedup_key,
 )
-from receiver.secrets import SecretStore
 from tests.fakes.pagerduty import (
     ROUTING_KEY,
     Answer,

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from receiver.config.secrets import SecretStore
 from receiver.models import Alert, ContextValue, CostContext, DedupReason, Notification, Unit
 from receiver.notify.base import Notifier, NotifyError, Ref
-from receiver.notify.slack import SlackBotNotifier, SlackWebhookNotifier
-from receiver.secrets import SecretStore
+from receiver.notify.slack.notifier import SlackBotNotifier, SlackWebhookNotifier
 from tests.fakes.slack import (
     BOT_TOKEN,
     DEFAULT_CHANNEL,
@@ -1072,7 +1072,7 @@ def test_rate_helpers() -> None:
 
 
 def test_proxy_from_the_environment_honours_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    from receiver.notify.slack import _proxy_for, _proxy_for_host
+    from receiver.notify.slack.notifier import _proxy_for, _proxy_for_host
 
     for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)

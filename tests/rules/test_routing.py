@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from receiver.matchers import MatcherError, parse_matcher
-from receiver.routing import resolve_targets, route_alert
-from receiver.rules import Rules, parse_rules
+from receiver.config.rules import Rules, parse_rules
+from receiver.routing.matchers import MatcherError, parse_matcher
+from receiver.routing.routes import resolve_targets, route_alert
 
 RULES = """
 destinations:

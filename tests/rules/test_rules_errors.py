@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.rules import RulesError, load_rules
+from receiver.config.rules import RulesError, load_rules
 
 DATA = Path(__file__).parent / "testdata"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from receiver.models import Alert, CostContext, DedupReason
-from receiver.store import Planned, Store
-from receiver.store_redis import RedisStore
-from receiver.store_sqlite import SqliteStore
+from receiver.store.base import Planned, Store
+from receiver.store.redis.store import RedisStore
+from receiver.store.sqlite import SqliteStore
 from tests.fakes.redis import RedisServer
 
 StoreFactory = Callable[[], Store]

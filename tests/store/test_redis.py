@@ -12,8 +12,8 @@ import pytest
 
 from receiver.dedup import LedgerEntry, decide
 from receiver.models import DedupReason
-from receiver.store import StoreError
-from receiver.store_redis import DECIDE_LUA, RedisStore, redact_url
+from receiver.store.base import StoreError
+from receiver.store.redis.store import DECIDE_LUA, RedisStore, redact_url
 from tests.fakes.redis import RedisServer
 from tests.store.test_contract import alert, planned
 

@@ -4,7 +4,7 @@ Starts the real server (uvicorn, SQLite store, dry-run notifiers) on a loopback 
 prints every notification that would have gone out, with its cost context.
 
 With Prometheus and Alertmanager installed (Debian's `prometheus` and
-`prometheus-alertmanager`) it runs the real chain (receiver.demochain): a built-in
+`prometheus-alertmanager`) it runs the real chain (receiver.demo.chain): a built-in
 exporter of the platform's metrics, Prometheus evaluating rules/prometheus/cost-alerts.yaml,
 and an HA pair of Alertmanagers posting to the router; the five seed cost alerts fire, the
 second Alertmanager's copies are answered as duplicates, then the exporter's values recover
@@ -31,8 +31,9 @@ from typing import Any
 import httpx
 import uvicorn
 
-from receiver.app import Service
-from receiver.demochain import (
+from receiver.config.settings import Settings
+from receiver.context.units import format_context
+from receiver.demo.chain import (
     Binaries,
     Chain,
     ChainError,
@@ -44,8 +45,7 @@ from receiver.logs import configure
 from receiver.models import Notification
 from receiver.runtime import build_service
 from receiver.samples import SEED_ALERTS, webhook
-from receiver.settings import Settings
-from receiver.units import format_context
+from receiver.server import Service
 
 SEED_NAMES = tuple(labels["alertname"] for labels, _ in SEED_ALERTS)
 _PHASE_TIMEOUT = 45.0

@@ -50,7 +50,7 @@ from redis.retry import Retry
 
 from receiver.dedup import SENDING, LedgerEntry
 from receiver.models import Alert, CostContext, DedupReason, format_time
-from receiver.store import (
+from receiver.store.base import (
     DeadLetter,
     Decision,
     InboxItem,

@@ -42,12 +42,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.durations import format_duration
+from receiver.config.durations import format_duration
+from receiver.config.rules import AlertmanagerSpec, PagerDutySpec, Rules
+from receiver.config.secrets import SecretStore
+from receiver.config.settings import Settings
 from receiver.metrics import Metrics
 from receiver.models import Alert, DedupReason, Notification, format_time
 from receiver.notify.base import NotifyError
-from receiver.notify.pagerduty import PagerDutyNotifier, dedup_key
-from receiver.notify.slack import (
+from receiver.notify.pagerduty.notifier import PagerDutyNotifier, dedup_key
+from receiver.notify.slack.notifier import (
     ACKNOWLEDGE_ACTION,
     ACKNOWLEDGE_STATUS_BLOCK_ID,
     SILENCE_ACTION,
@@ -61,14 +64,11 @@ from receiver.notify.slack import (
     mrkdwn_link,
     slack_date,
 )
-from receiver.routing import route_alert
-from receiver.rules import AlertmanagerSpec, PagerDutySpec, Rules
-from receiver.secrets import SecretStore
-from receiver.settings import Settings
-from receiver.store import Store, StoreError
+from receiver.routing.routes import route_alert
+from receiver.store.base import Store, StoreError
 
 if TYPE_CHECKING:
-    from receiver.app import Service
+    from receiver.server import Service
 
 log = logging.getLogger("alert_router.actions")
 

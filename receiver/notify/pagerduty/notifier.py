@@ -24,10 +24,10 @@ import httpx2
 import pagerduty
 from pagerduty.auth_method import BodyParameterAuthMethod
 
+from receiver.config.secrets import MissingSecretError, Secret, SecretSource, redact
+from receiver.context.units import format_context
 from receiver.models import Alert, CostContext, Notification, Unit, format_time
 from receiver.notify.base import NotifyError, Ref
-from receiver.secrets import MissingSecretError, Secret, SecretSource, redact
-from receiver.units import format_context
 
 log = logging.getLogger(__name__)
 

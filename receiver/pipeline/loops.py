@@ -19,13 +19,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from receiver.config.rules import DestinationSpec, Rules
 from receiver.dedup import SENDING
 from receiver.metrics import Metrics
 from receiver.models import Alert, CostContext, Notification
 from receiver.notify.base import Notifier, NotifyError, Ref
-from receiver.routing import resolve_targets, route_alert
-from receiver.rules import DestinationSpec, Rules
-from receiver.store import InboxItem, OutboxItem, Planned, Store, StoreError
+from receiver.routing.routes import resolve_targets, route_alert
+from receiver.store.base import InboxItem, OutboxItem, Planned, Store, StoreError
 
 log = logging.getLogger("alert_router.pipeline")
 

@@ -23,14 +23,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from receiver.actions import actions_route
+from receiver.config.reloader import RulesHolder
+from receiver.config.secrets import SecretStore
+from receiver.config.settings import Settings
 from receiver.metrics import Metrics
 from receiver.models import Alert, WebhookAlert, validation_reason
-from receiver.pipeline import ContextSource, NotifierFactory, Pipeline, Tuning
-from receiver.reloader import RulesHolder
-from receiver.secrets import SecretStore
-from receiver.settings import Settings
-from receiver.store import Store, StoreError
+from receiver.pipeline.loops import ContextSource, NotifierFactory, Pipeline, Tuning
+from receiver.slack_actions.endpoint import actions_route
+from receiver.store.base import Store, StoreError
 
 log = logging.getLogger("alert_router.ingest")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from receiver.rules import Route, Rules
+from receiver.config.rules import Route, Rules
 
 
 @dataclass(frozen=True)

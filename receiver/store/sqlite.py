@@ -20,7 +20,7 @@ import orjson
 
 from receiver.dedup import SENDING, LedgerEntry, decide
 from receiver.models import Alert, CostContext, DedupReason
-from receiver.store import (
+from receiver.store.base import (
     DeadLetter,
     Decision,
     InboxItem,

@@ -25,10 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from receiver.durations import parse_duration
-from receiver.located import Lines, YamlError, load_located, problem, validation_problems
-from receiver.matchers import Matcher, MatcherError, parse_matcher
+from receiver.config.durations import parse_duration
+from receiver.config.located import Lines, YamlError, load_located, problem, validation_problems
 from receiver.models import Unit
+from receiver.routing.matchers import Matcher, MatcherError, parse_matcher
 
 DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
 _KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from receiver.secrets import DEFAULT_SECRETS_DIR
+from receiver.config.secrets import DEFAULT_SECRETS_DIR
 
 SLACK_API_URL = "https://slack.com/api/"
 # PagerDuty Events API v2 enqueue endpoint.

@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from receiver.located import YamlError, load_located, problem, validation_problems
-from receiver.routing import matching_routes, route_alert
-from receiver.rules import Rules
+from receiver.config.located import YamlError, load_located, problem, validation_problems
+from receiver.config.rules import Rules
+from receiver.routing.routes import matching_routes, route_alert
 
 
 class RuleTestError(ValueError):

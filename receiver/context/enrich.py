@@ -27,11 +27,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from receiver.budgets import Budgets, budget_values
-from receiver.durations import format_duration
+from receiver.config.durations import format_duration
+from receiver.config.rules import ContextSpec, PrometheusSpec, Rules
+from receiver.context.budgets import Budgets, budget_values
 from receiver.metrics import Metrics
 from receiver.models import Alert, ContextValue, CostContext, Unit
-from receiver.rules import ContextSpec, PrometheusSpec, Rules
 
 log = logging.getLogger(__name__)
 

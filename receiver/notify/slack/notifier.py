@@ -4,7 +4,7 @@ A single notification is one Block Kit message; a batch of several is one digest
 message that names every alert. Label and annotation text is escaped for mrkdwn and
 truncated to Block Kit's limits, so no alert can mention `@channel` or break a message.
 A bot destination's firing messages carry buttons (silence, acknowledge) whose presses
-receiver.actions handles; each button's value says what the press needs (`ActionValue`).
+receiver.slack_actions handles; each button's value says what the press needs (`ActionValue`).
 slack_sdk's own retries are off and its calls run in a thread: the pipeline owns retries.
 """
 
@@ -40,11 +40,11 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.webhook import WebhookClient
 
-from receiver.durations import format_duration
+from receiver.config.durations import format_duration
+from receiver.config.secrets import MissingSecretError, Secret, SecretSource, redact
+from receiver.context.units import format_context
 from receiver.models import Alert, ContextValue, DedupReason, Notification, format_time
 from receiver.notify.base import NotifyError, Ref
-from receiver.secrets import MissingSecretError, Secret, SecretSource, redact
-from receiver.units import format_context
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ _RECOVERABLE_API_ERRORS = frozenset(
 # chat.update answers meaning the original message is gone or can no longer be edited.
 _MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 
-# The buttons (receiver.actions handles their presses). Block ids let a press find the
+# The buttons (receiver.slack_actions handles their presses). Block ids let a press find the
 # buttons and the status lines again in the message Slack sends along with it.
 ACTIONS_BLOCK_ID = "alert_router_actions"
 SILENCE_STATUS_BLOCK_ID = "alert_router_silenced"
@@ -547,7 +547,7 @@ class Buttons:
 
 @dataclass(frozen=True, slots=True)
 class ActionValue:
-    """What a button's value carries: enough for receiver.actions to act on a press
+    """What a button's value carries: enough for receiver.slack_actions.endpoint to act on a press
     without state of its own. Slack signs every press, so a verified press returns the
     value exactly as it was rendered here.
 

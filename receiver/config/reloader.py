@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from receiver.config.rules import Rules, RulesError, load_rules
 from receiver.metrics import Metrics
-from receiver.rules import Rules, RulesError, load_rules
 
 log = logging.getLogger("alert_router.rules")
 

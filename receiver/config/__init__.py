@@ -1,0 +1,1 @@
+"""Configuration: settings, the rules file and its located errors, durations, secrets, reload."""

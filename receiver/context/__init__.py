@@ -1,0 +1,1 @@
+"""Cost context: the Prometheus client, cache and join, budgets, incident cost, units."""

@@ -1,0 +1,1 @@
+"""The demo: the main job on a fresh machine. Never imported by `serve`."""

@@ -1,0 +1,1 @@
+"""Slack: Block Kit rendering, text escaping, buttons, the webhook and bot notifiers."""

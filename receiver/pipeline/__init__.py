@@ -1,0 +1,1 @@
+"""The pipeline: the routing loop, per-destination delivery with retry, housekeeping."""

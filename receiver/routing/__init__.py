@@ -1,0 +1,1 @@
+"""Routing: Alertmanager matchers, the route table, explanations and rule tests."""

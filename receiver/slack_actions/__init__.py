@@ -1,0 +1,1 @@
+"""Slack interactivity: the endpoint, signature checks, silence and acknowledge."""
