@@ -43,8 +43,18 @@ class Matcher:
         return found if self.type is MatchType.REGEX else not found
 
     def __str__(self) -> str:
-        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'{self.name}{self.type.value}"{escaped}"'
+        return format_matcher(self.name, self.type, self.value)
+
+
+def quote_value(value: str) -> str:
+    """A label value inside a quoted matcher: backslash, double quote and newline escaped,
+    as Alertmanager's parser reads them back (`_unquote` is the inverse)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def format_matcher(name: str, op: MatchType | str, value: str) -> str:
+    """`name="value"` in Alertmanager's syntax, the value quoted by `quote_value`."""
+    return f'{name}{MatchType(op).value}"{quote_value(value)}"'
 
 
 def parse_matcher(text: str) -> Matcher:

@@ -6,12 +6,12 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from receiver.models import DedupReason
+from receiver.models import ContextFailure, DedupReason
 
 # Outcomes of one delivery attempt to a destination.
 DELIVERY_OUTCOMES = ("delivered", "retried", "dead_letter")
 REJECT_REASONS = ("invalid_alert",)
-CONTEXT_REASONS = ("prometheus_unreachable", "timeout", "query_error", "no_data", "not_a_number")
+
 # Slack button presses (receiver.slack_actions): what was asked, and how it ended. Requests that
 # name no action we can trust (bad signature, malformed payload) count as action "unknown".
 SLACK_ACTIONS = ("silence", "acknowledge")
@@ -134,7 +134,7 @@ class Metrics:
             self.config_reloads.labels(outcome)
         for outcome in ("success", "failure"):
             self.prometheus_queries.labels(outcome)
-        for reason in CONTEXT_REASONS:
+        for reason in ContextFailure:
             self.context_unavailable.labels(reason)
         for action in SLACK_ACTIONS:
             for outcome in SLACK_ACTION_OUTCOMES:

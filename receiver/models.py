@@ -86,6 +86,12 @@ def format_time(value: datetime) -> str:
     )
 
 
+def episode_key(fingerprint: str, starts_at: datetime) -> str:
+    """The key of one alert episode (one firing-to-resolve life): the ledger's, the Slack
+    buttons' and PagerDuty's dedup_key are all derived from it."""
+    return f"{fingerprint}@{format_time(starts_at)}"
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """An accepted alert together with the fields of its webhook that notifiers need."""
@@ -112,7 +118,7 @@ class Alert:
     @property
     def episode(self) -> str:
         """Fingerprint + startsAt: one firing-to-resolve life of an alert."""
-        return f"{self.fingerprint}@{format_time(self.starts_at)}"
+        return episode_key(self.fingerprint, self.starts_at)
 
     @classmethod
     def from_webhook(cls, alert: WebhookAlert, envelope: Mapping[str, Any]) -> Alert:
@@ -281,6 +287,17 @@ class CostContext:
             ),
             unavailable=tuple((str(a), str(b)) for a, b in data.get("unavailable", [])),
         )
+
+
+class ContextFailure(StrEnum):
+    """Why a cost-context value is missing from an alert (a label of
+    `alert_router_context_unavailable_total`)."""
+
+    UNREACHABLE = "prometheus_unreachable"
+    TIMEOUT = "timeout"
+    QUERY_ERROR = "query_error"
+    NO_DATA = "no_data"
+    NOT_A_NUMBER = "not_a_number"
 
 
 class DedupReason(StrEnum):

@@ -62,7 +62,7 @@ def test_check_names_a_missing_secret() -> None:
 
 
 def test_check_invalid_rules_names_file_line_and_fix() -> None:
-    bad = Path("tests/rules/testdata/undefined_destination.yaml")
+    bad = Path("tests/config/testdata/undefined_destination.yaml")
     result = run("check", "--config", str(bad), env=SECRET_ENV)
     assert result.returncode == 1
     assert (
@@ -169,7 +169,7 @@ def test_serve_refuses_without_destination_secret(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_invalid_rules() -> None:
-    result = run("serve", "--config", "tests/rules/testdata/bad_regex.yaml", env=SECRET_ENV)
+    result = run("serve", "--config", "tests/config/testdata/bad_regex.yaml", env=SECRET_ENV)
     assert result.returncode == 2
     assert "has an invalid regex" in result.stderr
 

@@ -6,7 +6,6 @@ path inside the file and what to change; unknown keys are rejected.
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import re
@@ -25,10 +24,11 @@ from pydantic import (
     model_validator,
 )
 
+from receiver.config.budgets import read_budgets
 from receiver.config.durations import parse_duration
 from receiver.config.located import Lines, YamlError, load_located, problem, validation_problems
+from receiver.matchers import Matcher, MatcherError, parse_matcher
 from receiver.models import Unit
-from receiver.routing.matchers import Matcher, MatcherError, parse_matcher
 
 DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
 _KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -358,17 +358,11 @@ def parse_rules(text: str, path: Path) -> Rules:
 
 
 def check_budgets_file(path: Path) -> str | None:
+    """What is wrong with the budgets file, as the service would read it; None if usable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        return f"cannot read budgets file {path}: {exc.strerror}"
-    except json.JSONDecodeError as exc:
-        return f"budgets file {path} is not JSON: {exc.msg} at line {exc.lineno}"
-    if not isinstance(data, dict):
-        return f"budgets file {path} must map service names to {{budget_monthly: ...}}"
-    for service, entry in data.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("budget_monthly"), int | float):
-            return f"budgets file {path}: {service!r} needs a numeric budget_monthly"
+        read_budgets(path)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_SECRETS_DIR = Path("/etc/alert-secrets")
 
@@ -130,3 +131,28 @@ def redact(text: str, *secrets: Secret | None) -> str:
         if secret is not None and secret.reveal():
             text = text.replace(secret.reveal(), "****")
     return text
+
+
+def redact_url(url: str) -> str:
+    """`url` as logs and errors may show it: the password replaced by `****`, the query and
+    the fragment dropped (either can carry a token), an IPv6 host kept in brackets.
+
+    A URL whose path is itself the secret (a Slack incoming webhook) must still be hidden
+    with `redact`: this only knows the parts of a URL that are secret by their place.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    if parts.username is not None or parts.password is not None:
+        user = parts.username or ""
+        netloc = f"{user}:****@{netloc}" if parts.password is not None else f"{user}@{netloc}"
+    if parts.scheme and url[len(parts.scheme) :].startswith("://"):
+        # Built by hand: urlunsplit drops the `//` of an empty host (`unix:///run/x.sock`).
+        return f"{parts.scheme}://{netloc}{parts.path}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

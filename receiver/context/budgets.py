@@ -1,21 +1,20 @@
-"""Monthly budgets from the platform's `cost_allocation.json`, and when they run out.
+"""Monthly budgets as cost context: the budgets file kept fresh, and when each runs out.
 
-The file is the cost-config ConfigMap: `{service: {budget_monthly: 48000, alert_threshold: 80}}`.
-It is re-read when it changes (mtime or size), so a ConfigMap update needs no restart.
+The file (read and validated by `receiver.config.budgets`) is re-read when it changes (mtime
+or size), so a ConfigMap update needs no restart.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
+from receiver.config.budgets import Budget, parse_budgets
 from receiver.models import ContextValue, Unit
 
 log = logging.getLogger(__name__)
@@ -23,15 +22,6 @@ log = logging.getLogger(__name__)
 # Names of the cost-context values the exhaustion date is computed from (see rules/routes.yaml).
 BUDGET_USED = "budget_used"
 COST_PER_HOUR = "cost_per_hour"
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """One service's monthly budget. `alert_threshold` is a ratio (0.8), None when unset."""
-
-    service: str
-    monthly: float
-    alert_threshold: float | None = None
 
 
 class Budgets:
@@ -79,33 +69,6 @@ class Budgets:
             )
             log.warning("%s%s", problem, kept)
         self.error = problem
-
-
-def parse_budgets(text: str, path: Path) -> dict[str, Budget]:
-    """Budgets by service; ValueError naming the file and the entry that is wrong."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"budgets file {path} is not JSON: {exc.msg} at line {exc.lineno}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ValueError(f"budgets file {path} must map service names to {{budget_monthly: ...}}")
-    budgets: dict[str, Budget] = {}
-    for service, entry in data.items():
-        monthly = entry.get("budget_monthly") if isinstance(entry, dict) else None
-        if not _is_number(monthly):
-            raise ValueError(f"budgets file {path}: {service!r} needs a numeric budget_monthly")
-        threshold = entry.get("alert_threshold")
-        if threshold is not None and not _is_number(threshold):
-            raise ValueError(f"budgets file {path}: {service!r}: alert_threshold must be a number")
-        budgets[service] = Budget(
-            service=service,
-            monthly=float(monthly),
-            # The platform writes 80 (percent) or 0.8 (ratio); keep a ratio.
-            alert_threshold=None if threshold is None else _ratio(float(threshold)),
-        )
-    return budgets
 
 
 def exhaustion_time(
@@ -165,14 +128,6 @@ def budget_values(
             ContextValue("budget_exhausted_on", "Budget runs out", when.timestamp(), Unit.TIMESTAMP)
         )
     return values
-
-
-def _ratio(value: float) -> float:
-    return value / 100 if value > 1 else value
-
-
-def _is_number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _finite(value: float | None) -> TypeGuard[float]:

@@ -16,8 +16,9 @@ import httpx
 import pytest
 import yaml
 
+from receiver.config.budgets import parse_budgets
 from receiver.config.rules import Rules, load_rules
-from receiver.context.budgets import Budgets, exhaustion_time, parse_budgets
+from receiver.context.budgets import Budgets, exhaustion_time
 from receiver.context.enrich import NEGATIVE_TTL, Enricher
 from receiver.context.units import format_value
 from receiver.metrics import Metrics

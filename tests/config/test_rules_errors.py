@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.config.rules import RulesError, load_rules
+from receiver.config.rules import RulesError, check_budgets_file, load_rules
+from receiver.context.budgets import Budgets
 
 DATA = Path(__file__).parent / "testdata"
 
@@ -105,8 +106,62 @@ def test_missing_budgets_file_names_the_file() -> None:
     assert "no-such-cost_allocation.json" in problem
 
 
+def test_boolean_budget_is_refused_where_the_service_refuses_it() -> None:
+    # JSON `true` is a Python int: `check` once accepted it and `serve` then ran without
+    # budgets. Both read the file with receiver.config.budgets.parse_budgets now.
+    path = DATA / "budget_monthly_bool.yaml"
+    budgets = DATA / "budget_monthly_bool.json"
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    assert caught.value.problems == [
+        f"{path}:3: budgets.file: budgets file {budgets}: "
+        "'whisper-pyannote-stt' needs a numeric budget_monthly"
+    ]
+    served = Budgets(budgets)
+    assert len(served) == 0
+    assert served.error == (
+        f"budgets file {budgets}: 'whisper-pyannote-stt' needs a numeric budget_monthly"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        # Accepted by both.
+        ('{"a": {"budget_monthly": 100}}', None),
+        ('{"a": {"budget_monthly": 1.5e3, "alert_threshold": 0.8}}', None),
+        # Refused by both, each for the same reason.
+        ('{"a": {"budget_monthly": "100"}}', "'a' needs a numeric budget_monthly"),
+        ('{"a": {"budget_monthly": false}}', "'a' needs a numeric budget_monthly"),
+        ('{"a": {"budget_monthly": NaN}}', "'a' needs a numeric budget_monthly"),
+        ('{"a": {"budget_monthly": 1, "alert_threshold": true}}', "alert_threshold"),
+        ('{"a": 3}', "'a' needs a numeric budget_monthly"),
+        ("[1]", "must map service names"),
+        ("{", "is not JSON"),
+    ],
+)
+def test_check_and_serve_accept_the_same_budgets(
+    tmp_path: Path, text: str, problem: str | None
+) -> None:
+    path = tmp_path / "cost_allocation.json"
+    path.write_text(text)
+    checked = check_budgets_file(path)
+    served = Budgets(path)
+    if problem is None:
+        assert checked is None
+        assert served.error is None
+        assert len(served) == 1
+    else:
+        assert checked is not None and problem in checked
+        assert served.error == checked
+        assert len(served) == 0
+
+
 def test_every_testdata_file_has_a_case() -> None:
-    covered = {name for name, _ in CASES} | {"missing_budgets_file.yaml"}
+    covered = {name for name, _ in CASES} | {
+        "missing_budgets_file.yaml",
+        "budget_monthly_bool.yaml",
+    }
     assert covered == {p.name for p in DATA.glob("*.yaml")}
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from receiver.config.rules import Rules, parse_rules
-from receiver.routing.matchers import MatcherError, parse_matcher
+from receiver.matchers import MatcherError, parse_matcher
 from receiver.routing.routes import resolve_targets, route_alert
 
 RULES = """
