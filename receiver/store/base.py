@@ -155,15 +155,3 @@ class Store(Protocol):
         """No send to `destination` before `until` (a vendor's Retry-After), for every
         replica."""
         ...
-
-
-def open_store(state: str, *, busy_timeout: float = 5.0) -> Store:
-    """The store named by ALERT_ROUTER_STATE: a redis://, rediss:// or unix:// URL (Redis,
-    shared by several replicas) or else a SQLite file path."""
-    if state.startswith(("redis://", "rediss://", "unix://")):
-        from receiver.store.redis.store import RedisStore
-
-        return RedisStore(state)
-    from receiver.store.sqlite import SqliteStore
-
-    return SqliteStore(state, busy_timeout=busy_timeout)

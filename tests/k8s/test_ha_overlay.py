@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from receiver.config.settings import Settings
-from receiver.store.base import open_store
+from receiver.store import open_store
 from receiver.store.redis.store import RedisStore
 from tests.k8s.files import K8S, REPO, SECRET_EXAMPLE, load_documents, load_yaml
 from tests.k8s.test_manifests import _k8s_versions, _validate

@@ -1,18 +1,21 @@
-"""One contract every store passes: SQLite and Redis."""
+"""One contract every store passes: SQLite and Redis; and Redis' Lua decide is Python's."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from receiver.dedup import LedgerEntry, decide
 from receiver.models import Alert, CostContext, DedupReason
 from receiver.store.base import Planned, Store
+from receiver.store.redis import scripts
 from receiver.store.redis.store import RedisStore
-from receiver.store.sqlite import SqliteStore
+from receiver.store.sqlite.store import SqliteStore
 from tests.fakes.redis import RedisServer
 
 StoreFactory = Callable[[], Store]
@@ -308,3 +311,52 @@ async def test_queued_destinations(store: Store) -> None:
     [sent] = await store.claim_outbox("slack", 10, 100.0, 60)
     await store.delivered([sent], [None], 101.0)
     assert await store.queued_destinations() == {"pager:*[x]"}
+
+
+# -- the dedup decision in Lua is receiver.dedup.decide --------------------------------
+
+# The Lua decide (as plan.lua gets it) over a table of cases, one result per case.
+_EVAL_DECIDE = """
+local function opt(v) if v == '' then return nil end return tonumber(v) end
+local out = {}
+for i = 1, #ARGV, 8 do
+  out[#out + 1] = decide(ARGV[i], opt(ARGV[i + 1]), opt(ARGV[i + 2]), ARGV[i + 3] == '1',
+    ARGV[i + 4] == '1', tonumber(ARGV[i + 5]), ARGV[i + 6] == '1', tonumber(ARGV[i + 7]))
+end
+return out
+"""
+
+
+def test_lua_decide_matches_python(redis_server: RedisServer) -> None:
+    repeat = 3600.0
+    entries = [
+        None,  # never delivered
+        LedgerEntry(100.0, None),  # firing delivered
+        LedgerEntry(None, 150.0),  # only a resolve delivered
+        LedgerEntry(100.0, 150.0),  # firing and resolve delivered
+    ]
+    pendings = [set(), {"firing"}, {"resolved"}, {"firing", "resolved"}]
+    # Within repeat_interval, exactly at it (>=: a repeat), and past it.
+    nows = [200.0, 100.0 + repeat, 100.0 + repeat - 0.001, 5000.0]
+    cases = list(itertools.product(["firing", "resolved"], entries, pendings, [True, False], nows))
+    args: list[str] = []
+    for status, entry, pending, send_resolved, now in cases:
+        args += [
+            status,
+            "" if entry is None or entry.firing_at is None else repr(entry.firing_at),
+            "" if entry is None or entry.resolved_at is None else repr(entry.resolved_at),
+            "1" if "firing" in pending else "0",
+            "1" if "resolved" in pending else "0",
+            repr(repeat),
+            "1" if send_resolved else "0",
+            repr(now),
+        ]
+    lua_decide = scripts.library("lib/decide.lua")
+    lua = redis_server.command("EVAL", lua_decide + _EVAL_DECIDE, 0, *args)
+    python = [
+        decide(s, e, p, repeat_interval=repeat, send_resolved=r, now=n).value
+        for s, e, p, r, n in cases
+    ]
+    assert lua == python
+    # The table reaches every reason decide() can give.
+    assert set(python) == {r.value for r in DedupReason} - {DedupReason.DUPLICATE.value}

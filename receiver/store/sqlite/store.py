@@ -1,25 +1,20 @@
 """The embedded store: one SQLite file in WAL mode, written by one thread.
 
-Every operation runs on a dedicated writer thread. Operations that arrive together are
-committed together (group commit), each inside its own savepoint so one failing
-operation does not undo the others. A webhook is answered only after its commit.
+Every operation runs on the writer thread (`writer.py`), committed in groups; a webhook is
+answered only after its commit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
 from receiver.dedup import SENDING, LedgerEntry, decide
-from receiver.models import Alert, CostContext, DedupReason
+from receiver.models import Alert, format_time
+from receiver.store import codec
 from receiver.store.base import (
     DeadLetter,
     Decision,
@@ -29,259 +24,10 @@ from receiver.store.base import (
     Planned,
     StoreError,
 )
+from receiver.store.sqlite.schema import CLAIM_DUE, CLAIM_FRESH, INBOX_INSERT, SEEN_UPSERT
+from receiver.store.sqlite.writer import Writer
 
 T = TypeVar("T")
-_Op = Callable[[sqlite3.Connection], Any]
-_MAX_GROUP = 512
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS seen (
-    fingerprint TEXT NOT NULL,
-    status TEXT NOT NULL,
-    starts_at TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    PRIMARY KEY (fingerprint, status, starts_at)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS inbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert BLOB NOT NULL,
-    received_at REAL NOT NULL,
-    lease_until REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    destination TEXT NOT NULL,
-    episode TEXT NOT NULL,
-    status TEXT NOT NULL,
-    route TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    alert BLOB NOT NULL,
-    context BLOB NOT NULL,
-    received_at REAL NOT NULL,
-    not_before REAL NOT NULL DEFAULT 0,
-    lease_until REAL NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS outbox_episode ON outbox (destination, episode, status);
-CREATE INDEX IF NOT EXISTS outbox_ready ON outbox (destination, not_before);
-CREATE TABLE IF NOT EXISTS ledger (
-    destination TEXT NOT NULL,
-    episode TEXT NOT NULL,
-    firing_at REAL,
-    resolved_at REAL,
-    ref BLOB,
-    PRIMARY KEY (destination, episode)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    destination TEXT NOT NULL,
-    episode TEXT NOT NULL,
-    status TEXT NOT NULL,
-    route TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    alert BLOB NOT NULL,
-    context BLOB NOT NULL,
-    received_at REAL NOT NULL,
-    attempts INTEGER NOT NULL,
-    error TEXT NOT NULL,
-    failed_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-"""
-
-
-_INBOX_INSERT = "INSERT INTO inbox (alert, received_at) VALUES (?, ?)"
-_CLAIM = (
-    "SELECT o.id, o.destination, o.route, o.reason, o.alert, o.context,"
-    " o.received_at, o.attempts, l.ref FROM outbox o"
-    " LEFT JOIN ledger l ON l.destination = o.destination AND l.episode = o.episode"
-    " WHERE o.destination = ? AND {due} AND o.lease_until <= ?"
-    # A resolve never overtakes its firing while the firing waits for a retry
-    # (PagerDuty drops a resolve it has no incident for).
-    " AND NOT (o.status = 'resolved' AND EXISTS (SELECT 1 FROM outbox f"
-    " WHERE f.destination = o.destination AND f.episode = o.episode"
-    " AND f.status = 'firing' AND f.id < o.id"
-    " AND (f.not_before > ? OR f.lease_until > ?)))"
-    " ORDER BY o.id LIMIT ?"
-)
-# Parameters: destination, [now,] now (lease), now, now (the firing's), limit.
-_CLAIM_FRESH = _CLAIM.format(due="o.not_before = 0")
-_CLAIM_DUE = _CLAIM.format(due="o.not_before > 0 AND o.not_before <= ?")
-_SEEN_UPSERT = (
-    "INSERT INTO seen VALUES (?1, ?2, ?3, ?4) ON CONFLICT (fingerprint, status, starts_at)"
-    " DO UPDATE SET received_at = ?4 WHERE ?4 - seen.received_at >= ?5"
-)
-
-
-class _Writer:
-    """One thread that owns the connection and commits queued operations in groups."""
-
-    def __init__(self, path: str, busy_timeout: float) -> None:
-        self._path = path
-        self._busy_timeout = busy_timeout
-        self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
-        self._started = threading.Event()
-        self._start_error: BaseException | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-        self._started.wait()
-        if self._start_error is not None:
-            raise StoreError(f"cannot open SQLite store {self._path}: {self._start_error}")
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-
-    async def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        if not self._thread.is_alive():
-            raise StoreError("the SQLite store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, future))
-        return await future
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before the webhook is answered, even on power loss.
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-        conn.executescript(_SCHEMA)
-        return conn
-
-    def _run(self) -> None:
-        try:
-            conn = self._connect()
-        except (sqlite3.Error, OSError) as exc:
-            self._start_error = exc
-            self._started.set()
-            return
-        self._started.set()
-        try:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    break
-                group = [first]
-                stop = False
-                while len(group) < _MAX_GROUP:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    group.append(item)
-                self._commit_group(conn, group)
-                if stop:
-                    break
-        finally:
-            conn.close()
-            self._fail_pending()
-
-    def _commit_group(
-        self, conn: sqlite3.Connection, group: list[tuple[_Op, asyncio.Future[Any]]]
-    ) -> None:
-        results: list[Any] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            error = StoreError(f"SQLite store cannot write: {exc}")
-            for _, future in group:
-                _settle(future, False, error)
-            return
-        for op, future in group:
-            try:
-                results.append(op(conn))
-            except Exception as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                if len(group) == 1:
-                    _settle(future, False, _op_error(exc))
-                    return
-                # Rare: one operation failed. Undo the group and commit each operation on
-                # its own, so that the others keep their effect and only this one fails
-                # (an operation is a function of the database alone: running it again
-                # after a rollback is safe). The usual path needs no savepoint per
-                # operation, which would double a group's statements and GIL handoffs.
-                for item in group:
-                    self._commit_group(conn, [item])
-                return
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            error = StoreError(f"SQLite store cannot commit: {exc}")
-            for _, future in group:
-                _settle(future, False, error)
-            return
-        _settle_all(
-            [(future, True, value) for value, (_, future) in zip(results, group, strict=True)]
-        )
-
-    def _fail_pending(self) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                _settle(item[1], False, StoreError("the SQLite store is closed"))
-
-
-def _op_error(exc: Exception) -> Exception:
-    return StoreError(f"SQLite store error: {exc}") if isinstance(exc, sqlite3.Error) else exc
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    _settle_all([(future, ok, value)])
-
-
-def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    """Resolve the futures of a committed group: one wake-up per event loop, not one per
-    operation (each wake-up costs the loop a round trip through its self-pipe)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-    for item in settled:
-        by_loop.setdefault(item[0].get_loop(), []).append(item)
-
-    def apply(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-        for future, ok, value in items:
-            if future.done():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    for loop, items in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            loop.call_soon_threadsafe(apply, items)
-
-
-def _dump(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
-def _outbox_item(row: sqlite3.Row | tuple[Any, ...]) -> OutboxItem:
-    (id_, destination, route, reason, alert, context, received_at, attempts, ref) = row
-    return OutboxItem(
-        id=str(id_),
-        destination=destination,
-        route=route,
-        reason=DedupReason(reason),
-        alert=Alert.from_json(orjson.loads(alert)),
-        context=CostContext.from_json(orjson.loads(context)),
-        received_at=received_at,
-        attempts=attempts,
-        ref=orjson.loads(ref) if ref else None,
-    )
 
 
 class SqliteStore:
@@ -290,14 +36,14 @@ class SqliteStore:
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
         # One process owns the file, so send slots and pauses live in memory.
         self._next_slot: dict[str, float] = {}
         self._paused: dict[str, float] = {}
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _Writer(str(self.path), self._busy_timeout)
+        self._writer = Writer(str(self.path), self._busy_timeout)
         await asyncio.to_thread(self._writer.start)
         # One process owns the file: leases taken by a process that died are void.
         await self._run(_release_leases)
@@ -313,10 +59,11 @@ class SqliteStore:
         return await self._writer.run(op)
 
     async def ingest(self, alerts: Sequence[Alert], now: float, window: float) -> IngestResult:
-        rows = []
-        for alert in alerts:
-            data = alert.to_json()
-            rows.append((alert.fingerprint, alert.status, data["startsAt"], _dump(data)))
+        # startsAt as the stored alert writes it, so one key names one episode.
+        rows = [
+            (alert.fingerprint, alert.status, format_time(alert.starts_at), codec.dump_alert(alert))
+            for alert in alerts
+        ]
 
         def op(conn: sqlite3.Connection) -> IngestResult:
             new: list[tuple[bytes, float]] = []
@@ -324,12 +71,12 @@ class SqliteStore:
                 # One statement decides and records: a copy seen less than `window` ago
                 # changes no row (a duplicate); a new or older one is (re)stamped.
                 key = (fingerprint, status, starts_at, now, window)
-                if conn.execute(_SEEN_UPSERT, key).rowcount:
+                if conn.execute(SEEN_UPSERT, key).rowcount:
                     new.append((payload, now))
             if len(new) == 1:
-                conn.execute(_INBOX_INSERT, new[0])
+                conn.execute(INBOX_INSERT, new[0])
             elif new:
-                conn.executemany(_INBOX_INSERT, new)
+                conn.executemany(INBOX_INSERT, new)
             return IngestResult(len(new), len(rows) - len(new))
 
         return await self._run(op)
@@ -346,7 +93,7 @@ class SqliteStore:
                 [(now + lease, row[0]) for row in rows],
             )
             return [
-                InboxItem(str(id_), Alert.from_json(orjson.loads(alert)), received_at)
+                InboxItem(str(id_), codec.load_alert(alert), received_at)
                 for id_, alert, received_at in rows
             ]
 
@@ -385,8 +132,8 @@ class SqliteStore:
                             item.alert.status,
                             item.route,
                             reason.value,
-                            _dump(item.alert.to_json()),
-                            _dump(item.context.to_json()),
+                            codec.dump_alert(item.alert),
+                            codec.dump_context(item.context),
                             item.received_at,
                         ),
                     )
@@ -414,10 +161,10 @@ class SqliteStore:
             # The first `limit` ready notifications in queue (id) order, from two index
             # ranges: never tried (not_before 0, read in id order straight off the index)
             # and tried before and due again (usually few, sorted). One query over both
-            # would sort the whole ready queue: ~10 ms with 30,000 waiting, on the thread
-            # that also commits webhooks.
-            fresh = conn.execute(_CLAIM_FRESH, (destination, now, now, now, limit)).fetchall()
-            due = conn.execute(_CLAIM_DUE, (destination, now, now, now, now, limit)).fetchall()
+            # would sort the whole ready queue, a cost that grows with the queue, on the
+            # thread that also commits webhooks.
+            fresh = conn.execute(CLAIM_FRESH, (destination, now, now, now, limit)).fetchall()
+            due = conn.execute(CLAIM_DUE, (destination, now, now, now, now, limit)).fetchall()
             rows = sorted(fresh + due, key=lambda row: int(row[0]))[:limit] if due else fresh
             conn.executemany(
                 "UPDATE outbox SET lease_until = ? WHERE id = ?",
@@ -438,7 +185,7 @@ class SqliteStore:
                         "INSERT INTO ledger (destination, episode, firing_at, ref)"
                         " VALUES (?, ?, ?, ?) ON CONFLICT (destination, episode) DO UPDATE SET"
                         " firing_at = excluded.firing_at, ref = coalesce(excluded.ref, ref)",
-                        (item.destination, episode, now, _dump(dict(ref)) if ref else None),
+                        (item.destination, episode, now, codec.dump_ref(ref)),
                     )
                 else:
                     conn.execute(
@@ -485,7 +232,7 @@ class SqliteStore:
                 DeadLetter(
                     id=str(id_),
                     destination=destination,
-                    alertname=str(orjson.loads(alert)["labels"].get("alertname", "")),
+                    alertname=codec.load_alert(alert).name,
                     episode=episode,
                     status=status,
                     error=error,
@@ -532,7 +279,7 @@ class SqliteStore:
     async def queued_destinations(self) -> set[str]:
         def op(conn: sqlite3.Connection) -> set[str]:
             # From one destination to the next along the index: DISTINCT would read every
-            # queued row (~12 ms with 200,000 queued) on the thread that commits webhooks.
+            # queued row, on the thread that commits webhooks.
             rows = conn.execute(
                 "WITH RECURSIVE d(name) AS (SELECT (SELECT min(destination) FROM outbox)"
                 " UNION ALL SELECT (SELECT min(destination) FROM outbox"
@@ -581,4 +328,19 @@ def _ledger(conn: sqlite3.Connection, destination: str, episode: str) -> LedgerE
     ).fetchone()
     if row is None:
         return None
-    return LedgerEntry(row[0], row[1], orjson.loads(row[2]) if row[2] else None)
+    return LedgerEntry(row[0], row[1], codec.load_ref(row[2]))
+
+
+def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
+    (id_, destination, route, reason, alert, context, received_at, attempts, ref) = row
+    return codec.outbox_item(
+        item_id=str(id_),
+        destination=destination,
+        route=route,
+        reason=reason,
+        notification=codec.Notification(
+            codec.load_alert(alert), codec.load_context(context), received_at
+        ),
+        attempts=attempts,
+        ref=ref,
+    )

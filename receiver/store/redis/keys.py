@@ -1,0 +1,72 @@
+"""The Redis store's key layout, under one prefix (P).
+
+- `P:seen:<status>:<startsAt>:<fingerprint>`: received_at of the last accepted copy, with a
+  TTL of the dedup window (so copies are forgotten without purge).
+- The inbox: `P:inbox` (hash id -> alert JSON), `P:inbox:ready` (zset, score = id: claimable,
+  in arrival order), `P:inbox:leased` (zset, score = lease expiry), `P:inbox:seq`,
+  `P:inbox:episodes` (hash id -> "<status> <episode>") and `P:inbox:firing` (hash episode ->
+  id of its firing), so a resolve is not routed before its firing.
+- The outbox, one queue per destination D: `P:outbox:item:<id>` (hash: the notification,
+  attempts, last error), `P:outbox:ready:D` (zset, score = id), `P:outbox:wait:D` (zset,
+  score = when it becomes claimable: a lease expiry or a retry's not_before),
+  `P:outbox:ids` (set, for the depth), `P:outbox:pending` (hash "<status> <ledger key>" ->
+  id: at most one queued notification per destination, episode and status), `P:outbox:seq`,
+  `P:outbox:destinations` (set: destinations that may have queued notifications).
+- The ledger: `P:ledger:<D, URL-quoted>:<episode>` (hash firing_at, resolved_at, ref) with a
+  TTL of the ledger retention, and `P:ledger:index` (zset, score = last write) for purge.
+- Dead letters: `P:dead:item:<id>` (the outbox hash, renamed), `P:dead` (zset, score = id).
+- Send pacing: `P:send:slot` and `P:send:paused` (hashes destination -> time).
+
+Keys already written by a running deployment keep these names: renaming one needs a
+migration.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from receiver.models import Alert, format_time
+
+
+class Keys:
+    """Key names under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.inbox = f"{prefix}:inbox"
+        self.inbox_ready = f"{prefix}:inbox:ready"
+        self.inbox_leased = f"{prefix}:inbox:leased"
+        self.inbox_seq = f"{prefix}:inbox:seq"
+        self.inbox_episodes = f"{prefix}:inbox:episodes"
+        self.inbox_firing = f"{prefix}:inbox:firing"
+        self.outbox_item = f"{prefix}:outbox:item:"
+        self.outbox_ids = f"{prefix}:outbox:ids"
+        self.outbox_seq = f"{prefix}:outbox:seq"
+        self.pending = f"{prefix}:outbox:pending"
+        self.destinations = f"{prefix}:outbox:destinations"
+        self.ledger_index = f"{prefix}:ledger:index"
+        self.dead = f"{prefix}:dead"
+        self.dead_item = f"{prefix}:dead:item:"
+        self.dead_seq = f"{prefix}:dead:seq"
+        self.ready_check = f"{prefix}:ready-check"
+        self.send_slot = f"{prefix}:send:slot"
+        self.send_pause = f"{prefix}:send:paused"
+
+    def seen(self, alert: Alert) -> str:
+        starts = format_time(alert.starts_at)
+        return f"{self.prefix}:seen:{alert.status}:{starts}:{alert.fingerprint}"
+
+    def ready(self, destination: str) -> str:
+        return f"{self.prefix}:outbox:ready:{destination}"
+
+    def wait(self, destination: str) -> str:
+        return f"{self.prefix}:outbox:wait:{destination}"
+
+    def ledger(self, destination: str, episode: str) -> str:
+        # Quoted, so that a ':' in a destination name cannot make two keys collide.
+        return f"{self.prefix}:ledger:{quote(destination, safe='')}:{episode}"
+
+
+def glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

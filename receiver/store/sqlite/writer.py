@@ -1,0 +1,175 @@
+"""The SQLite store's writer: one thread that owns the connection and commits in groups.
+
+Operations that arrive together are committed together (group commit); when one of a group
+fails, the others are committed again one by one, so only that one fails. A caller's await
+returns after its commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from receiver.store.base import StoreError
+from receiver.store.sqlite.schema import SCHEMA
+
+T = TypeVar("T")
+_Op = Callable[[sqlite3.Connection], Any]
+# At most this many operations share one transaction.
+_MAX_GROUP = 512
+
+
+class Writer:
+    """One thread that owns the connection and commits queued operations in groups."""
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise StoreError(f"cannot open SQLite store {self._path}: {self._start_error}")
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+
+    async def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._thread.is_alive():
+            raise StoreError("the SQLite store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((op, future))
+        return await future
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the webhook is answered, even on power loss.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+        conn.executescript(SCHEMA)
+        return conn
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            self._start_error = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    break
+                group = [first]
+                stop = False
+                while len(group) < _MAX_GROUP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    group.append(item)
+                self._commit_group(conn, group)
+                if stop:
+                    break
+        finally:
+            conn.close()
+            self._fail_pending()
+
+    def _commit_group(
+        self, conn: sqlite3.Connection, group: list[tuple[_Op, asyncio.Future[Any]]]
+    ) -> None:
+        results: list[Any] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            error = StoreError(f"SQLite store cannot write: {exc}")
+            for _, future in group:
+                _settle(future, False, error)
+            return
+        for op, future in group:
+            try:
+                results.append(op(conn))
+            except Exception as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if len(group) == 1:
+                    _settle(future, False, _op_error(exc))
+                    return
+                # Rare: one operation failed. Undo the group and commit each operation on
+                # its own, so that the others keep their effect and only this one fails
+                # (an operation is a function of the database alone: running it again
+                # after a rollback is safe). The usual path needs no savepoint per
+                # operation, which would double a group's statements and GIL handoffs.
+                for item in group:
+                    self._commit_group(conn, [item])
+                return
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            error = StoreError(f"SQLite store cannot commit: {exc}")
+            for _, future in group:
+                _settle(future, False, error)
+            return
+        _settle_all(
+            [(future, True, value) for value, (_, future) in zip(results, group, strict=True)]
+        )
+
+    def _fail_pending(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                _settle(item[1], False, StoreError("the SQLite store is closed"))
+
+
+def _op_error(exc: Exception) -> Exception:
+    return StoreError(f"SQLite store error: {exc}") if isinstance(exc, sqlite3.Error) else exc
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    _settle_all([(future, ok, value)])
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """Resolve the futures of a committed group: one wake-up per event loop, not one per
+    operation (each wake-up costs the loop a round trip through its self-pipe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for item in settled:
+        by_loop.setdefault(item[0].get_loop(), []).append(item)
+
+    def apply(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+        for future, ok, value in items:
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            loop.call_soon_threadsafe(apply, items)
