@@ -1,66 +1,13 @@
-"""The alert as Alertmanager sends it (webhook v4) and as the pipeline carries it."""
+"""The alert as the pipeline carries it (receiver.ingest.parse reads it from the webhook)."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-# Alertmanager writes the zero time for "no end": 0001-01-01T00:00:00Z.
-_ZERO_YEAR = 1
-# RFC 3339 as Alertmanager writes it (Go's RFC3339Nano): the timestamps `Alert.from_raw`
-# parses itself. Anything else is left to pydantic.
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})")
-_ABSENT = object()
-
-
-class WebhookAlert(BaseModel):
-    """One alert of an Alertmanager webhook (version 4). Unknown fields are ignored."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str] = Field(min_length=1)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime
-    endsAt: datetime | None = None
-    generatorURL: str = ""
-    fingerprint: str = ""
-
-    @field_validator("labels")
-    @classmethod
-    def _has_name(cls, labels: dict[str, str]) -> dict[str, str]:
-        if not labels.get("alertname"):
-            raise ValueError("labels must include a non-empty alertname")
-        return labels
-
-    @field_validator("startsAt", "endsAt")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("timestamp needs a timezone (RFC 3339)")
-        try:
-            return value.astimezone(UTC)
-        except OverflowError:
-            # e.g. 9999-12-31T23:00:00-05:00: valid RFC 3339, past what UTC can hold.
-            raise ValueError("timestamp out of range") from None
-
-
-def validation_reason(error: ValidationError) -> str:
-    """A short, single-line reason from a pydantic error, naming the field."""
-    parts = []
-    for item in error.errors()[:3]:
-        where = ".".join(str(p) for p in item["loc"]) or "alert"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
+from typing import Any
 
 
 def labels_fingerprint(labels: Mapping[str, str]) -> str:
@@ -120,69 +67,6 @@ class Alert:
         """Fingerprint + startsAt: one firing-to-resolve life of an alert."""
         return episode_key(self.fingerprint, self.starts_at)
 
-    @classmethod
-    def from_webhook(cls, alert: WebhookAlert, envelope: Mapping[str, Any]) -> Alert:
-        ends = alert.endsAt
-        if ends is not None and ends.year == _ZERO_YEAR:
-            ends = None
-        return cls(
-            fingerprint=alert.fingerprint or labels_fingerprint(alert.labels),
-            status=alert.status,
-            labels=alert.labels,
-            annotations=alert.annotations,
-            starts_at=alert.startsAt,
-            ends_at=ends,
-            generator_url=alert.generatorURL,
-            external_url=_text(envelope.get("externalURL")),
-            receiver=_text(envelope.get("receiver")),
-            group_key=_text(envelope.get("groupKey")),
-        )
-
-    @classmethod
-    def from_raw(cls, raw: Mapping[str, Any], envelope: Mapping[str, Any]) -> Alert | None:
-        """The alert of a webhook, without pydantic, when it has the usual valid shape.
-
-        The ingest fast path: every alert this accepts, `WebhookAlert` accepts too and turns
-        into the same Alert. None means "not sure": validate with `WebhookAlert`, which
-        accepts it or names the problem.
-        """
-        status = raw.get("status")
-        labels = raw.get("labels")
-        if (status != "firing" and status != "resolved") or type(labels) is not dict:
-            return None
-        if not labels.get("alertname") or not _all_str(labels):
-            return None
-        annotations = raw.get("annotations", _ABSENT)
-        if annotations is _ABSENT:
-            annotations = {}
-        elif type(annotations) is not dict or not _all_str(annotations):
-            return None
-        starts = _fast_time(raw.get("startsAt"))
-        if starts is None:
-            return None
-        ends_raw = raw.get("endsAt")
-        ends = None if ends_raw is None else _fast_time(ends_raw)
-        if ends_raw is not None and ends is None:
-            return None
-        generator = raw.get("generatorURL", "")
-        fingerprint = raw.get("fingerprint", "")
-        if type(generator) is not str or type(fingerprint) is not str:
-            return None
-        if ends is not None and ends.year == _ZERO_YEAR:
-            ends = None
-        return cls(
-            fingerprint=fingerprint or labels_fingerprint(labels),
-            status=status,
-            labels=labels,
-            annotations=annotations,
-            starts_at=starts,
-            ends_at=ends,
-            generator_url=generator,
-            external_url=_text(envelope.get("externalURL")),
-            receiver=_text(envelope.get("receiver")),
-            group_key=_text(envelope.get("groupKey")),
-        )
-
     def to_json(self) -> dict[str, Any]:
         return {
             "fingerprint": self.fingerprint,
@@ -212,25 +96,6 @@ class Alert:
             receiver=data.get("receiver", ""),
             group_key=data.get("groupKey", ""),
         )
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _all_str(values: dict[Any, Any]) -> bool:
-    return all(type(value) is str for value in values.values())
-
-
-def _fast_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp in UTC, as WebhookAlert would read it; None when unsure."""
-    if type(value) is not str or _RFC3339.fullmatch(value) is None:
-        return None
-    try:
-        # Like pydantic, fractions past microseconds are cut, not rounded.
-        return datetime.fromisoformat(value).astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
 
 
 class Unit(StrEnum):

@@ -14,7 +14,7 @@ import uvicorn
 from receiver.config.secrets import SecretStore
 from receiver.config.settings import Settings
 from receiver.models import Notification
-from receiver.pipeline.loops import Tuning
+from receiver.pipeline.tuning import Tuning
 from receiver.runtime import build_service
 from receiver.server import Service
 from tests.support import free_port, wait_until

@@ -45,7 +45,7 @@ def test_deliveries_go_on_while_webhooks_flood_in(tmp_path: Path) -> None:
 
         def delivered_during_flood() -> bool:
             nonlocal most_in_flight
-            most_in_flight = max(most_in_flight, server.service._in_flight)
+            most_in_flight = max(most_in_flight, server.service.webhooks_in_flight)
             return len({n.alert.fingerprint for _, n, _ in sent.items}) >= 301
 
         # Every alert is delivered while the flood goes on: the pipeline steps aside for

@@ -1,1 +1,5 @@
-"""Ingest: the webhook parser and the raw ASGI endpoint that stores alerts before answering."""
+"""Ingest: Alertmanager's webhook in, alerts durably stored, the answer out.
+
+`endpoint` is `POST /alerts` (HTTP: auth, limits, answers), `auth` the bearer token check,
+`parse` the webhook parser (JSON body to accepted and rejected alerts).
+"""
