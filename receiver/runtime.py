@@ -9,11 +9,14 @@ from receiver.config.rules import Rules
 from receiver.config.secrets import SecretStore
 from receiver.config.settings import Settings
 from receiver.context.enrich import Enricher
+from receiver.ingest.auth import WEBHOOK_TOKEN
 from receiver.metrics import Metrics
 from receiver.notify.dryrun import Emit, log_emit
 from receiver.notify.factory import build_notifiers
-from receiver.server import WEBHOOK_TOKEN, Service
-from receiver.store.base import open_store
+from receiver.notify.slack.buttons import slack_buttons
+from receiver.server import Service
+from receiver.slack_actions.verify import SIGNING_SECRET
+from receiver.store import open_store
 
 
 def missing_secrets(rules: Rules, secrets: SecretStore) -> list[str]:
@@ -32,8 +35,6 @@ def missing_secrets(rules: Rules, secrets: SecretStore) -> list[str]:
 def button_warnings(rules: Rules, secrets: SecretStore) -> list[str]:
     """One line per bot destination whose messages carry buttons that Slack's presses
     could not be verified for (no signing secret): every press would be refused."""
-    from receiver.slack_actions.endpoint import SIGNING_SECRET, slack_buttons
-
     if secrets.get(SIGNING_SECRET) is not None:
         return []
     with_buttons = [name for name in rules.destinations if slack_buttons(rules, name) is not None]

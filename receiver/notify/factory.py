@@ -8,8 +8,9 @@ from receiver.config.settings import Settings
 from receiver.notify.base import Notifier
 from receiver.notify.dryrun import DryRunNotifier, Emit, log_emit
 from receiver.notify.pagerduty.notifier import PagerDutyNotifier
-from receiver.notify.slack.notifier import SlackBotNotifier, SlackWebhookNotifier
-from receiver.slack_actions.endpoint import slack_buttons
+from receiver.notify.slack.bot import SlackBotNotifier
+from receiver.notify.slack.buttons import slack_buttons
+from receiver.notify.slack.webhook import SlackWebhookNotifier
 
 
 def build_notifier(
@@ -19,6 +20,8 @@ def build_notifier(
     settings: Settings,
     rules: Rules | None = None,
 ) -> Notifier:
+    """The notifier of destination `name`; `rules` (the whole file) gives a bot
+    destination its buttons, which depend on the other destinations."""
     if spec.slack is not None and spec.slack.webhook_url is not None:
         return SlackWebhookNotifier(name, secrets.source(spec.slack.webhook_url.secret))
     if spec.slack is not None and spec.slack.token is not None:

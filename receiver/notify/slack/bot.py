@@ -1,0 +1,185 @@
+"""Slack's Web API with a bot token: chat.postMessage, and on resolve chat.update of the
+original message plus a reply in its thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from receiver.config.secrets import SecretSource
+from receiver.models import Notification
+from receiver.notify.base import NotifyError, Ref
+from receiver.notify.slack.buttons import Buttons
+from receiver.notify.slack.render import (
+    DIGEST_MAX,
+    Message,
+    message_ref,
+    render_batch,
+    reply_body,
+    update_body,
+)
+from receiver.notify.slack.transport import (
+    NO_SDK_RETRIES,
+    ApiError,
+    Session,
+    api_error,
+    check_batch,
+    resolve,
+    silent_logger,
+    transport_error,
+)
+
+log = logging.getLogger("alert_router.notify.slack")
+
+# chat.update answers meaning the original message is gone or can no longer be edited.
+_MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+# chat.postMessage with thread_ts: the thread's parent is gone.
+_THREAD_GONE = _MESSAGE_GONE | {"thread_not_found"}
+
+
+class SlackBotNotifier:
+    """Delivers with a bot token to one channel over one pooled connection; a resolve edits
+    the original message and replies in its thread."""
+
+    def __init__(
+        self,
+        name: str,
+        token: SecretSource,
+        channel: str,
+        *,
+        api_url: str,
+        timeout: float = 10.0,
+        buttons: Buttons | None = None,
+    ) -> None:
+        """`buttons`: what firing messages of this destination offer (None: no buttons)."""
+        self.name = name
+        self.channel = channel
+        self.buttons = buttons
+        self._token = token
+        self._api_url = api_url
+        self._timeout = timeout
+        self._session = Session(timeout)
+        self._client: AsyncWebClient | None = None
+        self._sdk_logger = silent_logger(f"{log.name}.sdk.{name}")
+
+    def __repr__(self) -> str:
+        return f"SlackBotNotifier({self.name!r}, token={self._token!r}, channel={self.channel!r})"
+
+    @property
+    def max_batch(self) -> int:
+        return DIGEST_MAX
+
+    def render(self, batch: Sequence[Notification]) -> list[dict[str, Any]]:
+        if not batch:
+            return []
+        if len(batch) > 1:
+            return [self._post_body(render_batch(batch))]
+        notification = batch[0]
+        ref = message_ref(notification)
+        if ref is None:
+            return [self._post_body(render_batch(batch, self.buttons))]
+        if ref.get("kind") == "digest":
+            return [reply_body(notification, ref, broadcast=True)]
+        return [update_body(notification, ref), reply_body(notification, ref, broadcast=False)]
+
+    async def aclose(self) -> None:
+        self._client = None
+        await self._session.aclose()
+
+    async def notify(self, batch: Sequence[Notification]) -> Sequence[Ref | None]:
+        check_batch(batch, self.max_batch)
+        if not batch:
+            return []
+        if len(batch) > 1:
+            posted = await self._post(self._post_body(render_batch(batch)))
+            # Each alert of a digest refers to the digest; a later resolve replies in its
+            # thread rather than overwriting the other alerts listed there.
+            digest: Ref = {**posted, "kind": "digest"}
+            return [digest] * len(batch)
+        notification = batch[0]
+        ref = message_ref(notification)
+        if ref is None:
+            return [await self._post(self._post_body(render_batch(batch, self.buttons)))]
+        if ref.get("kind") == "digest":
+            try:
+                await self._call("chat.postMessage", reply_body(notification, ref, broadcast=True))
+            except ApiError as exc:
+                if exc.code not in _THREAD_GONE:
+                    raise
+                return [await self._post(self._post_body(render_batch(batch)))]
+            return [ref]
+        try:
+            await self._call("chat.update", update_body(notification, ref))
+        except ApiError as exc:
+            if exc.code not in _MESSAGE_GONE:
+                raise
+            log.info(
+                "original message cannot be edited; posting the resolve",
+                extra={
+                    "destination": self.name,
+                    "alertname": notification.alert.name,
+                    "error": exc.code,
+                },
+            )
+            return [await self._post(self._post_body(render_batch(batch)))]
+        await self._call("chat.postMessage", reply_body(notification, ref, broadcast=False))
+        return [ref]
+
+    async def edit(self, channel: str, ts: str, message: Mapping[str, Any]) -> None:
+        """Replace a message this bot posted (chat.update) with `message` (text, blocks,
+        attachments). Raises NotifyError when Slack refuses or cannot be reached."""
+        await self._call("chat.update", {"channel": channel, "ts": ts, **message})
+
+    def _post_body(self, message: Message) -> dict[str, Any]:
+        return {"channel": self.channel, **message.body()}
+
+    async def _post(self, body: dict[str, Any]) -> Ref:
+        response = await self._call("chat.postMessage", body)
+        channel, ts = response.get("channel"), response.get("ts")
+        if not isinstance(channel, str) or not isinstance(ts, str):
+            raise NotifyError(
+                f"slack bot {self.name}: chat.postMessage answered without channel and ts",
+                recoverable=False,
+            )
+        return {"channel": channel, "ts": ts}
+
+    async def _call(self, method: str, body: dict[str, Any]) -> Mapping[str, Any]:
+        where = f"slack bot {self.name}: {method}"
+        secret = resolve(self._token, where)
+        secrets = (secret,)
+        try:
+            client = self._client_for(secret.reveal())
+            if method == "chat.update":
+                response = await client.chat_update(**body)
+            else:
+                response = await client.chat_postMessage(**body)
+        except SlackApiError as exc:
+            raise api_error(where, exc, secrets) from None
+        except Exception as exc:
+            raise transport_error(where, exc, secrets) from None
+        data = response.data
+        return data if isinstance(data, dict) else {}
+
+    def _client_for(self, token: str) -> AsyncWebClient:
+        """The client for the token in force (a rotated token gets a new one); every
+        client sends through the notifier's one session."""
+        session = self._session.get()
+        client = self._client
+        if client is None or client.token != token or client.session is not session:
+            client = AsyncWebClient(
+                token=token,
+                base_url=self._api_url,
+                timeout=cast(int, self._timeout),  # slack_sdk says int; aiohttp takes seconds
+                session=session,
+                retry_handlers=NO_SDK_RETRIES,
+                logger=self._sdk_logger,
+            )
+            # slack_sdk copies HTTPS_PROXY into `proxy` and so ignores NO_PROXY; None
+            # leaves the choice to the session's trust_env, which honours it.
+            client.proxy = None
+            self._client = client
+        return client

@@ -1,0 +1,104 @@
+"""Slack incoming webhooks: one message per notification or digest; a resolve is a new one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, cast
+
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from receiver.config.secrets import SecretSource
+from receiver.models import Notification
+from receiver.notify.base import NotifyError, Ref
+from receiver.notify.slack.render import DIGEST_MAX, render_batch
+from receiver.notify.slack.transport import (
+    NO_SDK_RETRIES,
+    Session,
+    answer_text,
+    check_batch,
+    resolve,
+    retry_after,
+    silent_logger,
+    transport_error,
+    url_secrets,
+)
+
+log = logging.getLogger("alert_router.notify.slack")
+
+
+class SlackWebhookNotifier:
+    """Delivers to a Slack incoming webhook over one pooled connection."""
+
+    def __init__(self, name: str, url: SecretSource, *, timeout: float = 10.0) -> None:
+        self.name = name
+        self._url = url
+        self._timeout = timeout
+        self._session = Session(timeout)
+        self._client: AsyncWebhookClient | None = None
+        self._sdk_logger = silent_logger(f"{log.name}.sdk.{name}")
+
+    def __repr__(self) -> str:
+        return f"SlackWebhookNotifier({self.name!r}, url={self._url!r})"
+
+    @property
+    def max_batch(self) -> int:
+        return DIGEST_MAX
+
+    def render(self, batch: Sequence[Notification]) -> list[dict[str, Any]]:
+        if not batch:
+            return []
+        return [render_batch(batch).body()]
+
+    async def aclose(self) -> None:
+        self._client = None
+        await self._session.aclose()
+
+    async def notify(self, batch: Sequence[Notification]) -> Sequence[Ref | None]:
+        check_batch(batch, self.max_batch)
+        if not batch:
+            return []
+        await self._send(render_batch(batch).body())
+        return [None] * len(batch)
+
+    async def _send(self, body: dict[str, Any]) -> None:
+        where = f"slack webhook {self.name}"
+        secret = resolve(self._url, where)
+        secrets = url_secrets(secret)
+        try:
+            response = await self._client_for(secret.reveal()).send_dict(body)
+        except Exception as exc:
+            raise transport_error(where, exc, secrets) from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        message = f"{where}: HTTP {status} {answer_text(str(response.body or ''), secrets)}"
+        message = message.rstrip()
+        if status == 429:
+            # Slack: 429 with Retry-After (seconds) when over 1 message per second per webhook.
+            after = retry_after(response.headers)
+            raise NotifyError(message, recoverable=True, retry_after=after)
+        if status >= 500 or status == 408:
+            raise NotifyError(message, recoverable=True)
+        # Slack: 400 invalid_payload/no_text/invalid_blocks, 403 action_prohibited,
+        # 404 channel_not_found/no_service, 410 channel_is_archived: sending again cannot help.
+        raise NotifyError(message, recoverable=False)
+
+    def _client_for(self, url: str) -> AsyncWebhookClient:
+        """The client for the webhook URL in force (a rotated URL gets a new one); every
+        client sends through the notifier's one session."""
+        session = self._session.get()
+        client = self._client
+        if client is None or client.url != url or client.session is not session:
+            client = AsyncWebhookClient(
+                url,
+                timeout=cast(int, self._timeout),  # slack_sdk says int; aiohttp takes seconds
+                session=session,
+                retry_handlers=NO_SDK_RETRIES,
+                logger=self._sdk_logger,
+            )
+            # slack_sdk copies HTTPS_PROXY into `proxy` and so ignores NO_PROXY; None
+            # leaves the choice to the session's trust_env, which honours it.
+            client.proxy = None
+            self._client = client
+        return client
