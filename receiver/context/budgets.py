@@ -17,7 +17,7 @@ from typing import TypeGuard
 from receiver.config.budgets import Budget, parse_budgets
 from receiver.models import ContextValue, Unit
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("alert_router.context")
 
 # Names of the cost-context values the exhaustion date is computed from (see rules/routes.yaml).
 BUDGET_USED = "budget_used"
@@ -64,10 +64,10 @@ class Budgets:
 
     def _fail(self, problem: str) -> None:
         if problem != self.error:
-            kept = (
-                f"; keeping the {len(self._budgets)} budgets read before" if self._budgets else ""
+            log.warning(
+                "budgets file unusable; keeping the budgets read before",
+                extra={"file": str(self.path), "error": problem, "kept": len(self._budgets)},
             )
-            log.warning("%s%s", problem, kept)
         self.error = problem
 
 

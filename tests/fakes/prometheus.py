@@ -26,13 +26,10 @@ import httpx
 import pytest
 import yaml
 
+from receiver.matchers import quote_value
 from tests.support import HangingServer, free_port, require_binary, terminate, wait_until
 
 SCRAPE_JOB = "cost"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _number(value: float) -> str:
@@ -101,7 +98,8 @@ class Exporter:
             for name, series in sorted(self._values.items()):
                 lines.append(f"# TYPE {name} gauge")
                 for labels, value in sorted(series.items()):
-                    text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+                    # Label values are escaped as in matchers: backslash, quote, newline.
+                    text = ",".join(f'{k}="{quote_value(v)}"' for k, v in labels)
                     lines.append(f"{name}{{{text}}} {_number(value)}")
         return "\n".join(lines) + "\n"
 

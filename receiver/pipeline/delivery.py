@@ -1,0 +1,273 @@
+"""Per-destination delivery: claim from the outbox, send, record what was delivered.
+
+One loop per destination sends what is queued for it, at its own rate, so a failing
+Slack never delays PagerDuty. A rate-limited destination sends one message per send slot,
+a digest when a backlog waits; one without a limit whose notifier takes one notification
+per request (PagerDuty) sends several at once. The ledger is written only after a send
+succeeded (Alertmanager's SetNotifiesStage); what failed goes to `receiver.pipeline.retry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from receiver.config.rules import DestinationSpec
+from receiver.metrics import Metrics
+from receiver.models import Notification
+from receiver.notify.base import Notifier, NotifyError, Ref
+from receiver.pipeline.retry import Retries, SendFailure, send_failure
+from receiver.pipeline.scheduler import Scheduler, wait_for_wake
+from receiver.pipeline.tuning import Tuning
+from receiver.store.base import OutboxItem, Store, StoreError
+
+log = logging.getLogger("alert_router.pipeline")
+
+# Slots are spaced a little wider than the vendor's rate, so that scheduling jitter
+# between two sends never makes them arrive closer than the limit allows.
+RATE_MARGIN = 1.05
+# Pause of a loop after the store or the loop itself failed, before it tries again.
+_PAUSE_AFTER_ERROR = 1.0
+# Pause between two tries to record a delivery that the store refused.
+_RECORD_RETRY = 0.2
+
+
+def min_interval(spec: DestinationSpec) -> float:
+    """Seconds between two sends to a destination (0: no limit)."""
+    if spec.slack is not None:
+        rate = spec.slack.max_per_second
+        return RATE_MARGIN / rate if rate > 0 else 0.0
+    assert spec.pagerduty is not None
+    per_minute = spec.pagerduty.max_per_minute
+    return RATE_MARGIN * 60.0 / per_minute if per_minute > 0 else 0.0
+
+
+class Destination:
+    """The delivery state of one destination: its notifier, rate, wake-up and loop."""
+
+    def __init__(self, name: str, notifier: Notifier, interval: float) -> None:
+        self.name = name
+        self.notifier = notifier
+        self.interval = interval
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
+class Delivery:
+    """Sends each destination's queued notifications and records the outcome."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        retries: Retries,
+        scheduler: Scheduler,
+        *,
+        clock: Callable[[], float],
+        tuning: Callable[[], Tuning],
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._retries = retries
+        self._scheduler = scheduler
+        self._clock = clock
+        self._tuning = tuning
+
+    async def run(self, dest: Destination) -> None:
+        """The delivery loop of `dest`, until cancelled."""
+        while True:
+            dest.wake.clear()
+            try:
+                started = time.perf_counter()
+                if not await self.deliver_once(dest):
+                    await wait_for_wake(dest.wake, self._tuning().poll_interval)
+                elif dest.interval == 0:
+                    # A rate-limited destination's pace is its limit; an unlimited one
+                    # would take the CPU from webhooks while they queue up.
+                    await self._scheduler.yield_to_webhooks(started)
+            except asyncio.CancelledError:
+                raise
+            except StoreError as exc:
+                log.error(
+                    "delivery paused: store unavailable",
+                    extra={"destination": dest.name, "error": str(exc)},
+                )
+                await asyncio.sleep(_PAUSE_AFTER_ERROR)
+            except Exception:
+                log.exception("delivery loop failed", extra={"destination": dest.name})
+                await asyncio.sleep(_PAUSE_AFTER_ERROR)
+
+    async def deliver_once(self, dest: Destination) -> int:
+        """Send the next message for `dest`; returns how many notifications it carried."""
+        t = self._tuning()
+        if dest.interval == 0 and dest.notifier.max_batch == 1:
+            return await self._deliver_parallel(dest)
+        name = dest.name
+        now = self._clock()
+        ready = await self._store.ready_count(name, now, at_most=t.digest_after + 1)
+        if ready == 0:
+            return 0
+        # The send slot is shared by every replica (Slack: 1 message/s per destination;
+        # PagerDuty: ~120 events/min per routing key) and honours a vendor's Retry-After.
+        at = await self._store.reserve_send(name, dest.interval, now)
+        # The message is claimed before its slot and leaves right at it: the time the
+        # store takes to answer varies with the work queued in front, and would make two
+        # messages arrive closer than the vendor's limit. A long pause (Retry-After) is
+        # waited out first, so that claimed work is never held near its lease's end.
+        if at - now > t.lease / 4:
+            await asyncio.sleep(at - now)
+            now = self._clock()
+            ready = await self._store.ready_count(name, now, at_most=t.digest_after + 1)
+            if ready == 0:
+                return 0
+        notifier = dest.notifier
+        limit = notifier.max_batch if ready > t.digest_after else 1
+        items = await self._store.claim_outbox(name, max(1, limit), now, t.lease)
+        if not items:
+            return 0
+        wait = at - self._clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        batch = [_notification(item) for item in items]
+        try:
+            refs = await notifier.notify(batch)
+        except NotifyError as exc:
+            failure = send_failure(items, exc)
+        except Exception as exc:
+            log.exception("notifier raised unexpectedly", extra={"destination": name})
+            failure = send_failure(items, exc)
+        else:
+            await self._delivered(dest, items, refs)
+            await self._space(dest)
+            if len(items) > 1:
+                self._metrics.digests.labels(name).inc()
+            return len(items)
+        await self._space(dest)
+        await self._retries.failed(name, failure)
+        return len(items)
+
+    async def _space(self, dest: Destination) -> None:
+        """No next send to a rate-limited destination until `interval` after this one was
+        answered. Slots alone space the sends' planned times; a send that left late (the
+        event loop or the send threads busy) would arrive close to the next one."""
+        if dest.interval <= 0:
+            return
+        try:
+            await self._store.pause_destination(dest.name, self._clock() + dest.interval)
+        except StoreError as exc:
+            # Only the spacing is lost (the slot still holds); the send itself stands.
+            log.warning(
+                "spacing the next send failed", extra={"destination": dest.name, "error": str(exc)}
+            )
+
+    async def _deliver_parallel(self, dest: Destination) -> int:
+        """Without a rate limit, one notification per request (PagerDuty): up to
+        `parallel_sends` requests at once. The notifications of one episode go one after
+        the other, in queue order, so a resolve never overtakes its firing."""
+        t = self._tuning()
+        now = self._clock()
+        # No slot to reserve (interval 0), but a vendor's Retry-After still holds.
+        at = await self._store.reserve_send(dest.name, 0.0, now)
+        if at > now:
+            await asyncio.sleep(at - now)
+            now = self._clock()
+        items = await self._store.claim_outbox(dest.name, t.parallel_sends, now, t.lease)
+        if not items:
+            return 0
+        chains: dict[str, list[OutboxItem]] = {}
+        for item in items:
+            chains.setdefault(item.alert.episode, []).append(item)
+        outcomes = await asyncio.gather(
+            *(self._send_chain(dest, chain) for chain in chains.values())
+        )
+        sent = [pair for done, _ in outcomes for pair in done]
+        if sent:
+            await self._delivered(dest, [item for item, _ in sent], [ref for _, ref in sent])
+        for _, failures in outcomes:
+            for failure in failures:
+                await self._retries.failed(dest.name, failure)
+        return len(items)
+
+    async def _send_chain(
+        self, dest: Destination, chain: Sequence[OutboxItem]
+    ) -> tuple[list[tuple[OutboxItem, Ref | None]], list[SendFailure]]:
+        """Send one episode's notifications in order. After a failure worth retrying, the
+        rest of the chain waits with it (tried again together, still in order)."""
+        done: list[tuple[OutboxItem, Ref | None]] = []
+        failures: list[SendFailure] = []
+        for index, item in enumerate(chain):
+            try:
+                refs = await dest.notifier.notify([_notification(item)])
+            except NotifyError as exc:
+                if exc.recoverable:
+                    failures.append(send_failure(chain[index:], exc))
+                    break
+                failures.append(send_failure([item], exc))
+                continue
+            except Exception as exc:
+                log.exception("notifier raised unexpectedly", extra={"destination": dest.name})
+                failures.append(send_failure(chain[index:], exc))
+                break
+            done.append((item, refs[0] if refs else None))
+        return done, failures
+
+    async def _record_delivered(
+        self, name: str, items: Sequence[OutboxItem], refs: Sequence[Ref | None], done: float
+    ) -> None:
+        """Record a send that happened. The store may fail once (a Redis connection that
+        went stale across a restart): recording is idempotent, so try again for up to half
+        the lease, rather than letting the lease expire and the message go out twice."""
+        deadline = time.monotonic() + self._tuning().lease / 2
+        while True:
+            try:
+                await self._store.delivered(items, refs, done)
+                return
+            except StoreError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning(
+                    "recording a delivery failed; retrying",
+                    extra={"destination": name, "error": str(exc)},
+                )
+                await asyncio.sleep(_RECORD_RETRY)
+
+    async def _delivered(
+        self, dest: Destination, items: Sequence[OutboxItem], refs: Sequence[Ref | None]
+    ) -> None:
+        done = self._clock()
+        name = dest.name
+        await self._record_delivered(name, items, refs, done)
+        self._metrics.notifications.labels(name, "delivered").inc(len(items))
+        latency = self._metrics.delivery_latency.labels(name)
+        for item in items:
+            latency.observe(max(0.0, done - item.received_at))
+        # One line per send (a digest, or a round of parallel sends), naming each alert.
+        log.info(
+            "delivered",
+            extra={
+                "destination": name,
+                "count": len(items),
+                "alerts": [
+                    {
+                        "alertname": item.alert.name,
+                        "episode": item.alert.episode,
+                        "status": item.alert.status,
+                        "reason": item.reason.value,
+                    }
+                    for item in items
+                ],
+            },
+        )
+
+
+def _notification(item: OutboxItem) -> Notification:
+    return Notification(
+        alert=item.alert,
+        destination=item.destination,
+        route=item.route,
+        reason=item.reason,
+        context=item.context,
+        ref=item.ref,
+    )

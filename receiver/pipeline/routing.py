@@ -1,0 +1,187 @@
+"""The routing loop: claim from the inbox, add cost context, route, plan per destination.
+
+For each accepted alert the store decides per destination (first notice, repeat,
+resolve, duplicate: `receiver.dedup`) what to queue; delivery sends what was queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from receiver.config.rules import Rules
+from receiver.dedup import SENDING
+from receiver.metrics import Metrics
+from receiver.models import Alert, CostContext
+from receiver.pipeline.scheduler import Scheduler, wait_for_wake
+from receiver.pipeline.tuning import Tuning
+from receiver.routing.routes import resolve_targets, route_alert
+from receiver.store.base import Decision, InboxItem, Planned, Store, StoreError
+
+log = logging.getLogger("alert_router.pipeline")
+
+# Pause of the loop after the store or the routing itself failed, before it tries again.
+_PAUSE_AFTER_ERROR = 1.0
+
+
+class ContextSource(Protocol):
+    async def enrich(self, rules: Rules, alerts: Sequence[Alert]) -> list[CostContext]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class NoContext:
+    """Cost context left out (no Prometheus configured)."""
+
+    async def enrich(self, rules: Rules, alerts: Sequence[Alert]) -> list[CostContext]:
+        return [CostContext() for _ in alerts]
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Routing:
+    """Moves alerts from the inbox to the destinations' queues."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules: Callable[[], Rules],
+        context: ContextSource,
+        metrics: Metrics,
+        scheduler: Scheduler,
+        *,
+        clock: Callable[[], float],
+        tuning: Callable[[], Tuning],
+        queued: Callable[[str], None],
+    ) -> None:
+        """`queued(destination)` is called when the destination has new notifications."""
+        self._store = store
+        self._rules = rules
+        self._context = context
+        self._metrics = metrics
+        self._scheduler = scheduler
+        self._clock = clock
+        self._tuning = tuning
+        self._queued = queued
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New alerts are in the inbox."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The routing loop, until cancelled."""
+        while True:
+            self._wake.clear()
+            try:
+                # While webhooks arrive, routing takes small batches, so that no answer
+                # waits long behind one, and steps aside while they queue up; once they
+                # stop, it takes big batches, no pauses.
+                t = self._tuning()
+                started = time.perf_counter()
+                batch = t.storm_batch if self._scheduler.storm else t.route_batch
+                if not await self.route_once(batch):
+                    await wait_for_wake(self._wake, t.poll_interval)
+                else:
+                    await self._scheduler.yield_to_webhooks(started)
+            except asyncio.CancelledError:
+                raise
+            except StoreError as exc:
+                log.error("routing paused: store unavailable", extra={"error": str(exc)})
+                await asyncio.sleep(_PAUSE_AFTER_ERROR)
+            except Exception:
+                log.exception("routing failed; the alerts stay queued and are tried again")
+                await asyncio.sleep(_PAUSE_AFTER_ERROR)
+
+    async def route_once(self, limit: int | None = None) -> int:
+        """Route one batch (up to `limit`, default `route_batch`) from the inbox; returns
+        how many alerts it took."""
+        t = self._tuning()
+        items = await self._store.claim_inbox(limit or t.route_batch, self._clock(), t.lease)
+        if not items:
+            return 0
+        rules = self._rules()
+        alerts = [item.alert for item in items]
+        contexts: list[CostContext] = []
+        chunk = max(1, t.enrich_chunk)
+        for start in range(0, len(alerts), chunk):
+            if start:
+                await asyncio.sleep(0)  # let waiting webhooks be answered in between
+            contexts += await self._context.enrich(rules, alerts[start : start + chunk])
+        planned = plan(rules, items, contexts)
+        decisions = await self._store.plan([item.id for item in items], planned, self._clock())
+        for name in self._record(decisions):
+            self._queued(name)
+        return len(items)
+
+    def _record(self, decisions: Sequence[Decision]) -> list[str]:
+        """Count and log the store's decisions; the destinations that got something to
+        send. One log line per destination and batch, naming every decision: a line per
+        decision cost as much as the routing itself in a storm."""
+        by_destination: dict[str, list[dict[str, object]]] = {}
+        counts: dict[tuple[str, str], int] = {}
+        for decision in decisions:
+            reason = decision.reason.value
+            key = (decision.destination, reason)
+            counts[key] = counts.get(key, 0) + 1
+            by_destination.setdefault(decision.destination, []).append(
+                {
+                    "episode": decision.episode,
+                    "status": decision.status,
+                    "reason": reason,
+                    "send": decision.reason in SENDING,
+                }
+            )
+        for (name, reason), count in counts.items():
+            self._metrics.dedup.labels(name, reason).inc(count)
+        sending: list[str] = []
+        for name, entries in by_destination.items():
+            send = sum(1 for entry in entries if entry["send"])
+            log.info(
+                "dedup decisions",
+                extra={
+                    "destination": name,
+                    "count": len(entries),
+                    "send": send,
+                    "decisions": entries,
+                },
+            )
+            if send:
+                sending.append(name)
+        return sending
+
+
+def plan(
+    rules: Rules, items: Sequence[InboxItem], contexts: Sequence[CostContext]
+) -> list[Planned]:
+    """One entry per alert and destination it routes to: a firing alert by its labels
+    and cost context; a resolve to every destination its firing may have reached (the
+    store keeps those where the firing was sent)."""
+    planned: list[Planned] = []
+    for item, context in zip(items, contexts, strict=True):
+        if item.alert.firing:
+            targets = route_alert(rules, item.alert.labels, context.numbers())
+        else:
+            targets = resolve_targets(rules, item.alert.labels)
+        if not targets:
+            log.warning(
+                "no route matched and no default destination; alert dropped",
+                extra={"alertname": item.alert.name, "fingerprint": item.alert.fingerprint},
+            )
+        for target in targets:
+            planned.append(
+                Planned(
+                    destination=target.destination,
+                    route=target.route.name,
+                    repeat_interval=target.route.repeat_interval,
+                    send_resolved=target.route.send_resolved,
+                    alert=item.alert,
+                    context=context,
+                    received_at=item.received_at,
+                )
+            )
+    return planned
