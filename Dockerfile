@@ -21,7 +21,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install --no-cache-dir -r /tmp/requirements.txt
 COPY README.md ./
 COPY receiver ./receiver
-RUN pip install --no-cache-dir --no-deps .
+RUN pip install --no-cache-dir --no-deps . \
+    && python -c "import pathlib, shutil, receiver; shutil.rmtree(pathlib.Path(receiver.__file__).parent / 'demo')"
+# ^ The demo starts Prometheus and Alertmanager binaries for a laptop: not part of the service.
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="alert-router" \

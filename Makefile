@@ -27,6 +27,8 @@ check: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/deptry .
 	HADOLINT=$(BIN)/hadolint scripts/lint-dockerfile
 
 format: install

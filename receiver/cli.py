@@ -22,7 +22,7 @@ from receiver.config.settings import Settings
 from receiver.logs import configure
 from receiver.routing.routes import matching_routes, route_alert
 
-log = logging.getLogger("alert_router")
+log = logging.getLogger("alert_router.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,7 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
                 print(f"alert-router: refusing to start: {problem}", file=sys.stderr)
             return 2
         for warning in button_warnings(rules, secrets):
-            log.warning(warning)
+            log.warning("Slack buttons cannot be verified", extra={"problem": warning})
     service = build_service(settings, dry_run=args.dry_run, auth=not args.no_auth, secrets=secrets)
     service.holder.load()
     log.info(
@@ -352,7 +352,18 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from receiver.demo.run import run_demo
+    try:
+        from receiver.demo.run import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("receiver.demo"):
+            raise
+        # The container image leaves the demo out (see the Dockerfile).
+        print(
+            "alert-router demo: not part of this installation; run it from a clone of the "
+            "repository (make demo)",
+            file=sys.stderr,
+        )
+        return 2
 
     return asyncio.run(run_demo())
 
@@ -365,7 +376,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 
 async def _dead_letters_async(args: argparse.Namespace) -> int:
-    from receiver.store.base import open_store
+    from receiver.store import open_store
 
     settings = Settings()
     store = open_store(settings.state, busy_timeout=settings.sqlite_busy_timeout)

@@ -18,7 +18,7 @@ from pathlib import Path
 from receiver.config.rules import Rules, RulesError, load_rules
 from receiver.metrics import Metrics
 
-log = logging.getLogger("alert_router.rules")
+log = logging.getLogger("alert_router.config")
 
 Validator = Callable[[Rules], list[str]]
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from receiver.config.rules import PrometheusSpec
+from receiver.config.schema import PrometheusSpec
 from receiver.context.join import Result, SeriesSet, Shapes
 from receiver.context.prometheus import Failure, PrometheusClient, Query, timed_out
 

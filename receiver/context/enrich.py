@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 
 import httpx
 
-from receiver.config.rules import ContextSpec, Rules
+from receiver.config.rules import Rules
+from receiver.config.schema import ContextSpec
 from receiver.config.secrets import redact_url
 from receiver.context.budgets import Budgets, budget_values
 from receiver.context.cache import QueryCache

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from receiver.config.rules import ContextSpec, Rules
+from receiver.config.rules import Rules
+from receiver.config.schema import ContextSpec
 from receiver.context.prometheus import NOT_A_NUMBER, Failure, Query, Series
 from receiver.models import Alert, ContextValue, Unit
 

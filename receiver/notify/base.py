@@ -50,6 +50,7 @@ class Notifier(Protocol):
         """The request bodies `notify` would send, secrets left out (for dry-run)."""
         ...
 
-    def close(self) -> None:
-        """Release connections; called when the destination is rebuilt or at shutdown."""
+    async def aclose(self) -> None:
+        """Release the destination's pooled connection; called when the destination is
+        rebuilt (a rules reload) or at shutdown. The notifier is not used afterwards."""
         ...

@@ -9,7 +9,7 @@ from typing import Any
 from receiver.models import Notification
 from receiver.notify.base import Notifier, Ref
 
-log = logging.getLogger("alert_router.dry_run")
+log = logging.getLogger("alert_router.notify.dryrun")
 
 # (destination, the notifications one message carries, the message body)
 Emit = Callable[[str, Sequence[Notification], dict[str, Any]], None]
@@ -56,5 +56,5 @@ class DryRunNotifier:
     def render(self, batch: Sequence[Notification]) -> list[dict[str, Any]]:
         return self._inner.render(batch)
 
-    def close(self) -> None:
-        self._inner.close()
+    async def aclose(self) -> None:
+        await self._inner.aclose()

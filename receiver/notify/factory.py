@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from receiver.config.rules import DestinationSpec, Rules
+from receiver.config.rules import Rules
+from receiver.config.schema import DestinationSpec
 from receiver.config.secrets import SecretStore
 from receiver.config.settings import Settings
 from receiver.notify.base import Notifier

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from receiver.config.rules import DestinationSpec
+from receiver.config.schema import DestinationSpec
 from receiver.metrics import Metrics
 from receiver.models import Notification
 from receiver.notify.base import Notifier, NotifyError, Ref

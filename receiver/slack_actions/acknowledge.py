@@ -11,7 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver.config.rules import PagerDutySpec, Rules
+from receiver.config.rules import Rules
+from receiver.config.schema import PagerDutySpec
 from receiver.config.secrets import SecretStore
 from receiver.models import Alert
 from receiver.notify.base import NotifyError

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from receiver.alertmanager import AlertmanagerClient, AlertmanagerError
 from receiver.config.durations import format_duration
-from receiver.config.rules import AlertmanagerSpec, Rules
+from receiver.config.rules import Rules
+from receiver.config.schema import AlertmanagerSpec
 from receiver.models import format_time
 from receiver.notify.slack.buttons import SILENCE_STATUS_BLOCK_ID, ActionValue, labels_digest
 from receiver.notify.slack.text import mrkdwn_link, slack_date
