@@ -9,7 +9,8 @@ PagerDuty alerts per dedup_key (triggered, acknowledged, resolved) so tests can 
 triggers and resolves pair up.
 
 Answers can be scripted (`script`, `fail`, `drop`) or made to fail at random with a seeded
-`failure_rate`, and every request is recorded with its receive time.
+`failure_rate`, and every request is recorded with its receive time and the TCP connection it
+came on (numbered from 1 as connections are accepted), so tests can check keep-alive reuse.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class Request:
     json: Any
     # The status answered, or None when the connection was dropped.
     status: int | None = None
+    # Which TCP connection it came on: 1 for the first the fake accepted, and so on.
+    connection: int = 0
 
     @property
     def routing_key(self) -> Any:
@@ -106,6 +109,9 @@ class FakePagerDuty:
         # Events accepted but not applied (resolve of an unknown or closed alert, or from a
         # different routing key), as PagerDuty drops them.
         self.dropped_events: list[dict[str, Any]] = []
+        # TCP connections accepted and closed (by either side) so far.
+        self.connections_opened = 0
+        self.connections_closed = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -209,12 +215,33 @@ class FakePagerDuty:
             time.sleep(0.01)
         raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
 
+    def wait_for_closed_connections(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until `count` connections have closed (a client's close reaching the fake)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.connections_closed >= count:
+                    return
+            time.sleep(0.01)
+        raise AssertionError(f"expected {count} closed connections, got {self.connections_closed}")
+
     def reset(self) -> None:
         with self._lock:
             self._script.clear()
             self.requests.clear()
             self.incidents.clear()
             self.dropped_events.clear()
+
+    # -- connections (called from server threads)
+
+    def _connected(self) -> int:
+        with self._lock:
+            self.connections_opened += 1
+            return self.connections_opened
+
+    def _disconnected(self) -> None:
+        with self._lock:
+            self.connections_closed += 1
 
     # -- the API (called from server threads)
 
@@ -375,6 +402,17 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body in one write, sent at once: no Nagle + delayed-ACK stalls (40 ms).
     wbufsize = -1
     disable_nagle_algorithm = True
+    connection_number = 0
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection_number = self.server.fake._connected()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.fake._disconnected()
 
     def do_POST(self) -> None:
         self._serve()
@@ -404,6 +442,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             json=parsed,
+            connection=self.connection_number,
         )
         fake = self.server.fake
         answer = fake._record(request)
