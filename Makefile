@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-fast check format bench clean
+.PHONY: install system-deps demo-deps demo test test-fast check format bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ install: $(BIN)/.installed
 system-deps:
 	scripts/install-system-deps
 
-demo: install
+# The demo's real chain needs Prometheus and Alertmanager; without root (or apt) it says so,
+# and the demo posts sample webhooks instead.
+demo-deps:
+	scripts/install-system-deps demo
+
+demo: install demo-deps
 	$(BIN)/alert-router demo
 
 test: install system-deps
