@@ -39,6 +39,48 @@ def episode_key(fingerprint: str, starts_at: datetime) -> str:
     return f"{fingerprint}@{format_time(starts_at)}"
 
 
+SOURCES = ("alertmanager", "grafana")
+
+
+@dataclass(frozen=True, slots=True)
+class GrafanaFields:
+    """What Grafana Alerting's webhook (version "1") sends beyond Alertmanager's fields."""
+
+    # The query values that fired the alert, by refId: the only place either source sends
+    # the number itself ("A" -> 61.5).
+    values: Mapping[str, float] = field(default_factory=dict)
+    value_string: str = ""
+    dashboard_url: str = ""
+    panel_url: str = ""
+    silence_url: str = ""
+    image_url: str = ""
+    org_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "values": dict(self.values),
+            "valueString": self.value_string,
+            "dashboardURL": self.dashboard_url,
+            "panelURL": self.panel_url,
+            "silenceURL": self.silence_url,
+            "imageURL": self.image_url,
+            "orgId": self.org_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GrafanaFields:
+        org = data.get("orgId")
+        return cls(
+            values={str(k): float(v) for k, v in (data.get("values") or {}).items()},
+            value_string=data.get("valueString", ""),
+            dashboard_url=data.get("dashboardURL", ""),
+            panel_url=data.get("panelURL", ""),
+            silence_url=data.get("silenceURL", ""),
+            image_url=data.get("imageURL", ""),
+            org_id=int(org) if org is not None else None,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """An accepted alert together with the fields of its webhook that notifiers need."""
@@ -53,6 +95,13 @@ class Alert:
     external_url: str = ""
     receiver: str = ""
     group_key: str = ""
+    # Set for an alert that came from Grafana Alerting; None for Alertmanager's.
+    grafana: GrafanaFields | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the alert came from: "alertmanager" or "grafana" (one of SOURCES)."""
+        return "alertmanager" if self.grafana is None else "grafana"
 
     @property
     def name(self) -> str:
@@ -68,7 +117,7 @@ class Alert:
         return episode_key(self.fingerprint, self.starts_at)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "fingerprint": self.fingerprint,
             "status": self.status,
             "labels": dict(self.labels),
@@ -80,10 +129,14 @@ class Alert:
             "receiver": self.receiver,
             "groupKey": self.group_key,
         }
+        if self.grafana is not None:
+            data["grafana"] = self.grafana.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Alert:
         ends = data.get("endsAt")
+        grafana = data.get("grafana")
         return cls(
             fingerprint=data["fingerprint"],
             status=data["status"],
@@ -95,6 +148,7 @@ class Alert:
             external_url=data.get("externalURL", ""),
             receiver=data.get("receiver", ""),
             group_key=data.get("groupKey", ""),
+            grafana=GrafanaFields.from_json(grafana) if grafana is not None else None,
         )
 
 
