@@ -11,7 +11,12 @@ from typing import Any
 
 import orjson
 
-from receiver.notify.slack.buttons import ACKNOWLEDGE_ACTION, SILENCE_ACTION, ActionValue
+from receiver.notify.slack.buttons import (
+    ACKNOWLEDGE_ACTION,
+    GRAFANA_SILENCE_ACTION,
+    SILENCE_ACTION,
+    ActionValue,
+)
 from receiver.notify.slack.text import escape
 
 _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
@@ -57,6 +62,7 @@ class Press:
             "fingerprint": value.fingerprint,
             "episode": value.episode,
             "destination": value.destination,
+            "source": value.source,
             "channel": self.channel,
             "ts": self.ts,
             "retry": self.retry,
@@ -82,6 +88,9 @@ def parse_press(body: bytes, headers: Mapping[str, str]) -> Press | None:
     if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
         raise ValueError("block_actions payload without actions")
     action = actions[0]
+    if action.get("action_id") == GRAFANA_SILENCE_ACTION:
+        # A link button: Slack opened Grafana's silence page; the press asks nothing of us.
+        return None
     kind, seconds = _action(str(action.get("action_id") or ""))
     try:
         value = ActionValue.decode(str(action.get("value") or ""))

@@ -2,12 +2,14 @@
 
 The silence has an equality matcher for each of the alert's labels. One per message: a
 second press, or a Slack retry, finds the silence by the marker in its comment and reuses
-it (extending it when the new end is later).
+it (extending it when the new end is later). A Grafana alert is refused: Alertmanager does
+not hold it (its messages link to Grafana's silence page instead, but an old or forged
+message could still carry the button).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from receiver.alertmanager import AlertmanagerClient, AlertmanagerError
@@ -15,7 +17,12 @@ from receiver.config.durations import format_duration
 from receiver.config.rules import Rules
 from receiver.config.schema import AlertmanagerSpec
 from receiver.models import format_time
-from receiver.notify.slack.buttons import SILENCE_STATUS_BLOCK_ID, ActionValue, labels_digest
+from receiver.notify.slack.buttons import (
+    GRAFANA_BLOCK_ID,
+    SILENCE_STATUS_BLOCK_ID,
+    ActionValue,
+    labels_digest,
+)
 from receiver.notify.slack.text import mrkdwn_link, slack_date
 from receiver.slack_actions.payload import Press
 from receiver.slack_actions.respond import Failed, Responder
@@ -36,6 +43,11 @@ class Silencer:
 
     async def __call__(self, press: Press) -> tuple[str, dict[str, str]]:
         """The outcome and what to log about it; Failed when nothing was silenced."""
+        if from_grafana(press):
+            raise Failed(
+                "No silence: this alert comes from Grafana, and Alertmanager does not hold "
+                "it. Silence it in Grafana (the Silence link on the message)."
+            )
         spec = self._rules().spec.alertmanager
         if spec is None:
             raise Failed("No silence: the router's rules name no Alertmanager (alertmanager.url).")
@@ -84,6 +96,26 @@ class Silencer:
         if edited is not None:
             await respond.tell(press, f"{done}, but {edited}")
         return outcome, {"silence_id": silence.id, "until": format_time(silence.ends)}
+
+
+def from_grafana(press: Press) -> bool:
+    """Whether the pressed alert came from Grafana: its button says so, or its message
+    carries the Grafana mark (receiver.notify.slack.render puts it on the trailer)."""
+    if press.value.source == "grafana":
+        return True
+    return any(block.get("block_id") == GRAFANA_BLOCK_ID for block in _blocks(press.message))
+
+
+def _blocks(message: Mapping[str, object] | None) -> Iterator[Mapping[str, object]]:
+    if message is None:
+        return
+    lists = [message.get("blocks")]
+    attachments = message.get("attachments")
+    if isinstance(attachments, list):
+        lists += [a.get("blocks") for a in attachments if isinstance(a, Mapping)]
+    for blocks in lists:
+        if isinstance(blocks, list):
+            yield from (b for b in blocks if isinstance(b, Mapping))
 
 
 async def _labels_from(am: AlertmanagerClient, value: ActionValue) -> Mapping[str, str]:

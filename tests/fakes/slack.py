@@ -47,6 +47,8 @@ MAX_BUTTON_TEXT = 75  # Slack: button text 75 characters
 MAX_BUTTON_VALUE = 2000  # Slack: button value 2000 characters
 MAX_ACTION_ID = 255  # Slack: action_id 255 characters
 MAX_URL = 3000  # Slack: button url 3000 characters
+MAX_IMAGE_URL = 3000  # Slack: image block image_url 3000 characters
+MAX_ALT_TEXT = 2000  # Slack: image block alt_text 2000 characters
 MAX_BLOCK_ID = 255  # Slack: block_id 255 characters
 MAX_ATTACHMENTS = 100  # Slack: 100 attachments per message
 MAX_MESSAGE_TEXT = 40_000  # Slack: chat.postMessage msg_too_long past 40,000 characters
@@ -275,7 +277,16 @@ def _block_problem(block: Any) -> str | None:
                 ):
                     return f"action_id over {MAX_ACTION_ID} characters"
         return None
-    if kind in ("divider", "image", "rich_text", "markdown", "input", "file", "video"):
+    if kind == "image":
+        url, alt = block.get("image_url"), block.get("alt_text")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            return "image_url must be an http(s) URL"
+        if len(url) > MAX_IMAGE_URL:
+            return f"image_url over {MAX_IMAGE_URL} characters"
+        if not isinstance(alt, str) or not alt or len(alt) > MAX_ALT_TEXT:
+            return f"alt_text must be 1 to {MAX_ALT_TEXT} characters"
+        return None
+    if kind in ("divider", "rich_text", "markdown", "input", "file", "video"):
         return None
     return f"unknown block type {kind!r}"
 
@@ -409,6 +420,9 @@ class _FakeServer:
         self._thread: threading.Thread | None = None
         # TCP connections accepted so far (a pooled client opens one for many requests).
         self.connections = 0
+        # Image URLs (prefixes) Slack cannot download: a message showing one is refused
+        # with invalid_blocks, "downloading image failed", as Slack does.
+        self.unreachable_images: set[str] = set()
 
     # lifecycle
 
@@ -542,6 +556,17 @@ class _FakeServer:
     def _receive(self, path: str, headers: Mapping[str, str], raw: bytes) -> Answer:
         raise NotImplementedError
 
+    def _image_problem(self, body: Mapping[str, Any]) -> str | None:
+        blocks = list(body.get("blocks") or [])
+        for attachment in body.get("attachments") or []:
+            if isinstance(attachment, dict):
+                blocks.extend(attachment.get("blocks") or [])
+        for block in blocks:
+            url = block.get("image_url") if isinstance(block, dict) else None
+            if isinstance(url, str) and any(url.startswith(p) for p in self.unreachable_images):
+                return "downloading image failed"
+        return None
+
 
 def _json_or_form(headers: Mapping[str, str], raw: bytes, json_fields: Sequence[str]) -> Any:
     """A request body as Slack reads it: JSON, or a form whose `json_fields` hold JSON."""
@@ -632,6 +657,8 @@ class SlackWebhookServer(_FakeServer):
         problem = validate_message(body)
         if problem is not None:
             return webhook_error(400, problem[0]), False
+        if self._image_problem(body) is not None:
+            return webhook_error(400, "invalid_blocks"), False
         wait = self._over_limit(path)
         if wait is not None:
             return webhook_error(429, "rate_limited", retry_after=max(1, math.ceil(wait))), False
@@ -832,6 +859,9 @@ class SlackApiServer(_FakeServer):
         problem = validate_message(body)
         if problem is not None:
             return Answer(200, {"ok": False, "error": problem[0], "errors": [problem[1]]})
+        image = self._image_problem(body)
+        if image is not None:
+            return Answer(200, {"ok": False, "error": "invalid_blocks", "errors": [image]})
         wait = self._over_limit(channel.id)
         if wait is not None:
             return ratelimited(max(1, math.ceil(wait)))
@@ -871,6 +901,9 @@ class SlackApiServer(_FakeServer):
         problem = validate_message(body)
         if problem is not None:
             return Answer(200, {"ok": False, "error": problem[0], "errors": [problem[1]]})
+        image = self._image_problem(body)
+        if image is not None:
+            return Answer(200, {"ok": False, "error": "invalid_blocks", "errors": [image]})
         # Slack: fields left out of chat.update keep their previous value.
         if "text" in body:
             message.text = str(body["text"] or "")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from receiver.context.units import format_context
 from receiver.models import Alert, CostContext, Notification, Unit, format_time
+from receiver.notify.grafana import grafana_links, query_numbers
 
 # PagerDuty: "Events API payloads are limited to 512 KB". Alertmanager's pagerduty.go reads
 # that as 512000 bytes of encoded JSON (maxEventSize); so do we.
@@ -160,19 +161,32 @@ def _trigger(
         links = _links(alert)
         if links:
             event["links"] = links
-        if alert.external_url:
-            event["client_url"] = alert.external_url
+        client_url = _client_url(alert)
+        if client_url:
+            event["client_url"] = client_url
     return event
 
 
+def _client_url(alert: Alert) -> str:
+    """PagerDuty's "View in" link: Alertmanager for its alerts; for a Grafana alert its
+    dashboard, else its rule (generatorURL), else Grafana itself."""
+    if alert.grafana is not None:
+        for url in (alert.grafana.dashboard_url, alert.generator_url):
+            if _is_web_url(url):
+                return url
+    return alert.external_url
+
+
 def _details(notification: Notification, cap: int | None, keep: _Keep) -> dict[str, Any]:
+    alert = notification.alert
     if keep == "none":
+        where = "Grafana" if alert.grafana is not None else "Alertmanager"
         return {
             "error": "Details were removed because the event exceeded PagerDuty's "
-            f"limit of {MAX_EVENT_BYTES} bytes; see the alert in Alertmanager."
+            f"limit of {MAX_EVENT_BYTES} bytes; see the alert in {where}.",
+            "source": alert.source,
         }
-    alert = notification.alert
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = {"source": alert.source}
     if keep == "all":
         details["labels"] = _capped(alert.labels, cap)
         details["annotations"] = _capped(alert.annotations, cap)
@@ -181,6 +195,10 @@ def _details(notification: Notification, cap: int | None, keep: _Keep) -> dict[s
             {k: v for k, v in alert.annotations.items() if k in _SUMMARY_ANNOTATIONS}, cap
         )
     details.update(_context_details(notification.context, cap))
+    if alert.grafana is not None:
+        # The numbers that fired a Grafana alert, by refId; valueString names their series.
+        details["query_values"] = query_numbers(alert)
+        details["value_string"] = clip(alert.grafana.value_string, cap)
     details["notification_reason"] = str(notification.reason)
     details["route"] = notification.route
     details["fingerprint"] = alert.fingerprint
@@ -232,14 +250,21 @@ def _context_details(context: CostContext, cap: int | None) -> dict[str, Any]:
 
 
 def _links(alert: Alert) -> list[dict[str, str]]:
-    candidates = [(alert.generator_url, "Prometheus graph")]
+    # A Grafana alert's generatorURL is its rule's page in Grafana.
+    graph = "Prometheus graph" if alert.grafana is None else "Grafana alert rule"
+    candidates = [(alert.generator_url, graph)]
     candidates += [(alert.annotations.get(name, ""), text) for name, text in _LINK_ANNOTATIONS]
     # PagerDuty: links[].href is a URL; other annotation text stays in custom_details.
-    return [
-        {"href": href, "text": text}
-        for href, text in candidates
-        if href.startswith(("https://", "http://"))
-    ]
+    links = [{"href": href, "text": text} for href, text in candidates if _is_web_url(href)]
+    for label, url in grafana_links(alert):
+        # A dashboard_url annotation often names the dashboard Grafana links too.
+        if _is_web_url(url) and all(link["href"] != url for link in links):
+            links.append({"href": url, "text": f"Grafana {label.lower()}"})
+    return links
+
+
+def _is_web_url(url: str) -> bool:
+    return url.startswith(("https://", "http://"))
 
 
 def _first(labels: Mapping[str, str], names: Sequence[str]) -> str:

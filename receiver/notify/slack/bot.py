@@ -14,6 +14,7 @@ from receiver.config.secrets import SecretSource
 from receiver.models import Notification
 from receiver.notify.base import NotifyError, Ref
 from receiver.notify.slack.buttons import Buttons
+from receiver.notify.slack.grafana import without_image
 from receiver.notify.slack.render import (
     DIGEST_MAX,
     Message,
@@ -148,6 +149,21 @@ class SlackBotNotifier:
         return {"channel": channel, "ts": ts}
 
     async def _call(self, method: str, body: dict[str, Any]) -> Mapping[str, Any]:
+        try:
+            return await self._call_once(method, body)
+        except ApiError as exc:
+            bare = without_image(body) if exc.code == "invalid_blocks" else None
+            if bare is None:
+                raise
+            # Slack could not download the image (it must be publicly reachable): the
+            # message is worth more than its picture.
+            log.warning(
+                "slack refused the message with its image; sending it without",
+                extra={"destination": self.name, "method": method, "error": exc.code},
+            )
+            return await self._call_once(method, bare)
+
+    async def _call_once(self, method: str, body: dict[str, Any]) -> Mapping[str, Any]:
         where = f"slack bot {self.name}: {method}"
         secret = resolve(self._token, where)
         secrets = (secret,)

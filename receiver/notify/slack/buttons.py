@@ -1,6 +1,8 @@
 """The buttons of bot messages and their wire format, shared with receiver.slack_actions.
 
-A firing message of a bot destination can carry "Silence" and "Acknowledge" buttons.
+A firing message of a bot destination can carry "Silence" and "Acknowledge" buttons. A
+Grafana alert's "Silence" is a link button to Grafana's own silence page instead: the
+Alertmanager silence flow is for Alertmanager's alerts only.
 Each button's value says everything its press needs (`ActionValue`), so the endpoint
 keeps no state of its own; block ids let a press find the buttons and the status lines
 again in the message Slack sends along with it. `annotate` builds the edit that marks a
@@ -21,8 +23,9 @@ from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ContextBlock
 
 from receiver.config.durations import format_duration
 from receiver.config.rules import Rules
-from receiver.models import Notification, episode_key, format_time
-from receiver.notify.slack.text import mrkdwn, plain
+from receiver.models import SOURCES, Notification, episode_key, format_time
+from receiver.notify import grafana
+from receiver.notify.slack.text import MAX_BUTTON_URL, mrkdwn, plain, web_url
 from receiver.routing.routes import route_alert
 
 MAX_BUTTON_VALUE = 2000  # Slack: button value max 2000 characters
@@ -32,6 +35,11 @@ SILENCE_STATUS_BLOCK_ID = "alert_router_silenced"
 ACKNOWLEDGE_STATUS_BLOCK_ID = "alert_router_acknowledged"
 SILENCE_ACTION = "silence_"  # + the duration in seconds: "silence_3600"
 ACKNOWLEDGE_ACTION = "acknowledge"
+# A link button (to Grafana's silence page): Slack still posts its press, which asks
+# nothing of us.
+GRAFANA_SILENCE_ACTION = "grafana_silence"
+# The trailer of a Grafana alert's message: a press can tell the source from the message.
+GRAFANA_BLOCK_ID = "alert_router_from_grafana"
 
 _HEX_COLOR = re.compile(r"[0-9A-Fa-f]{6}")
 
@@ -46,11 +54,13 @@ class Buttons:
 
     `silences`: durations (seconds) of the "Silence" buttons, empty without an Alertmanager
     to create silences in. `pagerduty`: the PagerDuty destinations a notification's alert
-    is routed to as well; an "Acknowledge" button when there is any.
+    is routed to as well; an "Acknowledge" button when there is any. `silence_links`: a
+    "Silence in Grafana" link button on Grafana alerts (their silenceURL).
     """
 
     silences: tuple[float, ...] = ()
     pagerduty: Callable[[Notification], Sequence[str]] = field(default=_nowhere)
+    silence_links: bool = False
 
 
 def slack_buttons(rules: Rules, destination: str) -> Buttons | None:
@@ -73,9 +83,11 @@ def slack_buttons(rules: Rules, destination: str) -> Buttons | None:
         targets = route_alert(rules, alert.labels, notification.context.numbers())
         return [t.destination for t in targets if t.destination in pagerduty]
 
-    if not silences and not pagerduty:
+    # Grafana alerts are silenced in Grafana, which needs no `alertmanager.url`.
+    silence_links = bool(spec.silence_buttons)
+    if not silences and not pagerduty and not silence_links:
         return None
-    return Buttons(silences=silences, pagerduty=routed_to_pagerduty)
+    return Buttons(silences=silences, pagerduty=routed_to_pagerduty, silence_links=silence_links)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +98,8 @@ class ActionValue:
 
     `labels` is None when the labels do not fit Slack's 2000 characters; `digest` then
     identifies them, and the press looks the alert up in Alertmanager by fingerprint.
+    `source` is where the alert came from (models.SOURCES): only Alertmanager's are
+    silenced in Alertmanager.
     """
 
     destination: str
@@ -96,6 +110,7 @@ class ActionValue:
     digest: str = ""
     external_url: str = ""
     pagerduty: tuple[str, ...] = ()
+    source: str = "alertmanager"
 
     @property
     def episode(self) -> str:
@@ -118,6 +133,8 @@ class ActionValue:
             data["x"] = self.external_url
         if self.pagerduty:
             data["p"] = list(self.pagerduty)
+        if self.source != "alertmanager":
+            data["o"] = self.source
         # Slack counts characters: non-ASCII stays as it is rather than six-character escapes.
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -141,6 +158,9 @@ class ActionValue:
         pagerduty = data.get("p", [])
         if not isinstance(pagerduty, list) or not all(isinstance(p, str) for p in pagerduty):
             raise ValueError("malformed pagerduty destinations in button value")
+        source = data.get("o", "alertmanager")
+        if source not in SOURCES:
+            raise ValueError("unknown source in button value")
         starts_at = datetime.fromisoformat(str(fields["s"]))
         if starts_at.tzinfo is None:
             raise ValueError("startsAt without a timezone in button value")
@@ -153,6 +173,7 @@ class ActionValue:
             digest=fields["h"],
             external_url=fields["x"],
             pagerduty=tuple(pagerduty),
+            source=source,
         )
 
 
@@ -187,11 +208,19 @@ def actions_block(notification: Notification, buttons: Buttons) -> ActionsBlock 
         starts_at=alert.starts_at,
         alertname=alert.name,
         digest=labels_digest(alert.labels),
+        source=alert.source,
     )
     elements: list[ButtonElement] = []
-    silence = _fitting_value(
-        replace(base, labels=dict(alert.labels), external_url=alert.external_url)
-    )
+    if alert.grafana is not None:
+        # Never the Alertmanager silence buttons: Alertmanager does not hold this alert.
+        link = _grafana_silence(notification) if buttons.silence_links else None
+        if link is not None:
+            elements.append(link)
+        silence = None
+    else:
+        silence = _fitting_value(
+            replace(base, labels=dict(alert.labels), external_url=alert.external_url)
+        )
     if silence is not None:
         for seconds in buttons.silences:
             elements.append(
@@ -215,6 +244,17 @@ def actions_block(notification: Notification, buttons: Buttons) -> ActionsBlock 
     if not elements:
         return None
     return ActionsBlock(block_id=ACTIONS_BLOCK_ID, elements=elements)
+
+
+def _grafana_silence(notification: Notification) -> ButtonElement | None:
+    """A link button to Grafana's silence page, when the URL is usable as a button's."""
+    raw = grafana.silence_url(notification.alert)
+    url = web_url(raw, MAX_BUTTON_URL) if raw is not None else None
+    if url is None:
+        return None
+    return ButtonElement(
+        text=plain("Silence in Grafana"), action_id=GRAFANA_SILENCE_ACTION, url=url
+    )
 
 
 def annotate(

@@ -26,8 +26,16 @@ from receiver.config.durations import format_elapsed
 from receiver.context.units import format_context
 from receiver.matchers import MatchType, format_matcher
 from receiver.models import Alert, ContextValue, DedupReason, Notification
+from receiver.notify import grafana
 from receiver.notify.base import Ref
-from receiver.notify.slack.buttons import Buttons, actions_block
+from receiver.notify.slack.buttons import GRAFANA_BLOCK_ID, Buttons, actions_block
+from receiver.notify.slack.grafana import (
+    digest_mark,
+    digest_value,
+    image_block,
+    query_values_block,
+    source_note,
+)
 from receiver.notify.slack.text import fit, mrkdwn, plain, safe_url, slack_date
 
 # Block Kit limits (docs.slack.dev/reference/block-kit/blocks).
@@ -113,12 +121,20 @@ def alert_message(notification: Notification, buttons: Buttons | None = None) ->
         room = MAX_SECTION_TEXT - len(head) - 1
         text = "\n".join(part for part in (head, fit(description, room)) if part)
         body.append(SectionBlock(text=mrkdwn(text)))
+    values = query_values_block(alert)
+    if values is not None:
+        body.append(values)
     body.extend(_cost_blocks(notification))
     labels = _labels_text(alert)
     if labels:
         body.append(SectionBlock(text=mrkdwn(labels)))
     body.extend(_link_blocks(alert))
-    body.append(ContextBlock(elements=_trailer(notification)))
+    image = image_block(alert)
+    if image is not None:
+        body.append(image)
+    # The Grafana mark lets a button press tell the alert's source from the message alone.
+    trailer_id = GRAFANA_BLOCK_ID if alert.grafana is not None else None
+    body.append(ContextBlock(elements=_trailer(notification), block_id=trailer_id))
     if buttons is not None and alert.firing:
         actions = actions_block(notification, buttons)
         if actions is not None:
@@ -144,9 +160,17 @@ def digest_message(batch: Sequence[Notification]) -> Message:
     ]
     note = "One digest instead of separate messages (Slack: 1 message per second per channel)."
     elements = [mrkdwn(note)]
-    alertmanager = safe_url(batch[0].alert.external_url)
+    # Each source's own UI: an Alertmanager alert's externalURL is Alertmanager's, a
+    # Grafana alert's is Grafana's.
+    first = next((n.alert for n in batch if n.alert.grafana is None), None)
+    alertmanager = safe_url(first.external_url) if first is not None else None
     if alertmanager is not None:
         elements.append(mrkdwn(f"<{alertmanager}|Alertmanager>"))
+    grafana_alert = next((n.alert for n in batch if n.alert.grafana is not None), None)
+    if grafana_alert is not None:
+        url = safe_url(grafana_alert.external_url)
+        if url is not None:
+            elements.append(mrkdwn(f"<{url}|Grafana>"))
     body.append(ContextBlock(elements=elements))
     if any(n.alert.firing and _is_red(n.alert) for n in batch):
         color = _RED
@@ -202,7 +226,10 @@ def message_ref(notification: Notification) -> Ref | None:
 
 
 def silence_url(alert: Alert) -> str | None:
-    """Alertmanager's new-silence form prefilled with the alert's labels as matchers."""
+    """Alertmanager's new-silence form prefilled with the alert's labels as matchers
+    (None for a Grafana alert: its externalURL is Grafana's)."""
+    if alert.grafana is not None:
+        return None
     base = alert.external_url.rstrip("/")
     if not base.startswith(("http://", "https://")):
         return None
@@ -216,8 +243,8 @@ def silence_url(alert: Alert) -> str | None:
 def _digest_line(notification: Notification) -> str:
     alert = notification.alert
     status = "FIRING" if alert.firing else "RESOLVED"
-    head = f"{_icon(alert)} *{status}* {fit(alert.name, 80)}"
-    cost = ""
+    head = f"{_icon(alert)} *{status}* {fit(alert.name, 80)}{digest_mark(alert)}"
+    cost = digest_value(alert)
     if notification.context.values:
         first = notification.context.values[0]
         cost = f" · {fit(_title(first), 40)}: {fit(format_context(first), 40)}"
@@ -260,11 +287,15 @@ def _labels_text(alert: Alert) -> str:
 
 def _link_blocks(alert: Alert) -> list[Block]:
     links: list[str] = []
-    candidates = (
-        ("Graph", alert.generator_url),
+    # A Grafana alert's generatorURL is its rule's page in Grafana, not a graph.
+    candidates = [
+        ("Alert rule" if alert.grafana is not None else "Graph", alert.generator_url),
         ("Runbook", alert.annotations.get("runbook_url", "")),
-        ("Dashboard", alert.annotations.get("dashboard_url", "")),
-    )
+    ]
+    from_grafana = grafana.grafana_links(alert)
+    if not any(label == "Dashboard" for label, _ in from_grafana):
+        candidates.append(("Dashboard", alert.annotations.get("dashboard_url", "")))
+    candidates += from_grafana
     for label, raw in candidates:
         url = safe_url(raw)
         if url is not None:
@@ -292,10 +323,17 @@ def _trailer(notification: Notification) -> list[MarkdownTextObject]:
         parts.append(mrkdwn("still firing: repeat notification"))
     if notification.route:
         parts.append(mrkdwn(f"route: {fit(notification.route, _ROUTE)}"))
+    note = source_note(alert)
+    if note is not None:
+        parts.append(mrkdwn(note))
     return parts[:MAX_CONTEXT_ELEMENTS]
 
 
 def _silence_link(alert: Alert) -> str | None:
+    if alert.grafana is not None:
+        # Grafana's own silence page: a Grafana alert is not Alertmanager's to silence.
+        own = grafana.silence_url(alert)
+        return safe_url(own) if own is not None else None
     url = silence_url(alert)
     if url is None:
         return None

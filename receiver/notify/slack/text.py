@@ -17,6 +17,8 @@ from receiver.models import format_time
 
 # One link per line must leave room in a section (Slack: section text max 3000 characters).
 MAX_LINK_URL = 2000
+MAX_IMAGE_URL = 3000  # Slack: image block image_url max 3000 characters
+MAX_BUTTON_URL = 3000  # Slack: button url max 3000 characters
 # A link's label: short enough that a line of links stays readable.
 _MAX_LINK_LABEL = 200
 
@@ -74,3 +76,17 @@ def safe_url(raw: str) -> str | None:
         return None
     url = urllib.parse.quote(raw, safe=_URL_SAFE).replace("&", "&amp;")
     return url if len(url) <= MAX_LINK_URL else None
+
+
+def web_url(raw: str, limit: int, *, https_only: bool = False) -> str | None:
+    """An http(s) URL for a JSON field (an image's `image_url`, a button's `url`), not for
+    mrkdwn: percent-encoded where needed, None if unusable or over `limit` characters."""
+    schemes = ("https",) if https_only else ("http", "https")
+    try:
+        parts = urllib.parse.urlsplit(raw)
+    except ValueError:  # an unbalanced "[" in the host, say
+        return None
+    if parts.scheme not in schemes or not parts.netloc:
+        return None
+    url = urllib.parse.quote(raw, safe=_URL_SAFE)
+    return url if len(url) <= limit else None

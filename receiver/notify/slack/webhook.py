@@ -11,6 +11,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from receiver.config.secrets import SecretSource
 from receiver.models import Notification
 from receiver.notify.base import NotifyError, Ref
+from receiver.notify.slack.grafana import without_image
 from receiver.notify.slack.render import DIGEST_MAX, render_batch
 from receiver.notify.slack.transport import (
     NO_SDK_RETRIES,
@@ -25,6 +26,10 @@ from receiver.notify.slack.transport import (
 )
 
 log = logging.getLogger("alert_router.notify.slack")
+
+
+class _InvalidBlocks(NotifyError):
+    """Slack's 400 invalid_blocks: among its causes, an image it could not download."""
 
 
 class SlackWebhookNotifier:
@@ -62,6 +67,21 @@ class SlackWebhookNotifier:
         return [None] * len(batch)
 
     async def _send(self, body: dict[str, Any]) -> None:
+        try:
+            await self._send_once(body)
+        except _InvalidBlocks:
+            bare = without_image(body)
+            if bare is None:
+                raise
+            # Slack could not download the image (it must be publicly reachable): the
+            # message is worth more than its picture.
+            log.warning(
+                "slack refused the message with its image; sending it without",
+                extra={"destination": self.name, "error": "invalid_blocks"},
+            )
+            await self._send_once(bare)
+
+    async def _send_once(self, body: dict[str, Any]) -> None:
         where = f"slack webhook {self.name}"
         secret = resolve(self._url, where)
         secrets = url_secrets(secret)
@@ -80,6 +100,8 @@ class SlackWebhookNotifier:
             raise NotifyError(message, recoverable=True, retry_after=after)
         if status >= 500 or status == 408:
             raise NotifyError(message, recoverable=True)
+        if status == 400 and "invalid_blocks" in str(response.body or ""):
+            raise _InvalidBlocks(message, recoverable=False)
         # Slack: 400 invalid_payload/no_text/invalid_blocks, 403 action_prohibited,
         # 404 channel_not_found/no_service, 410 channel_is_archived: sending again cannot help.
         raise NotifyError(message, recoverable=False)
