@@ -11,6 +11,15 @@ from receiver.models import ContextFailure, DedupReason
 # Outcomes of one delivery attempt to a destination.
 DELIVERY_OUTCOMES = ("delivered", "retried", "dead_letter")
 REJECT_REASONS = ("invalid_alert",)
+# Webhooks refused whole, by the 4xx answered: 401, 415, 413, 400 (body) and 400 (no alert
+# valid). Alertmanager never retries a 4xx, so every refusal is a notification lost.
+WEBHOOK_REFUSALS = (
+    "unauthorized",
+    "wrong_content_type",
+    "too_large",
+    "invalid_body",
+    "no_valid_alert",
+)
 
 # Slack button presses (receiver.slack_actions): what was asked, and how it ended. Requests that
 # name no action we can trust (bad signature, malformed payload) count as action "unknown".
@@ -29,6 +38,13 @@ class Metrics:
             "alert_router_webhooks_total",
             "Webhook requests received on /alerts, by HTTP status code answered.",
             ["code"],
+            registry=r,
+        )
+        self.webhooks_refused = Counter(
+            "alert_router_webhooks_refused_total",
+            "Webhooks on /alerts refused whole with a 4xx, which Alertmanager never retries, "
+            "by reason.",
+            ["reason"],
             registry=r,
         )
         self.alerts_received = Counter(
@@ -128,6 +144,8 @@ class Metrics:
         self.alerts_received.labels("duplicate")
         for reason in REJECT_REASONS:
             self.alerts_rejected.labels(reason)
+        for reason in WEBHOOK_REFUSALS:
+            self.webhooks_refused.labels(reason)
         for queue in ("inbox", "outbox"):
             self.queue_depth.labels(queue)
         for outcome in ("success", "failure"):

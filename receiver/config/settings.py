@@ -13,6 +13,7 @@ from receiver.config.secrets import DEFAULT_SECRETS_DIR
 SLACK_API_URL = "https://slack.com/api/"
 # PagerDuty Events API v2 enqueue endpoint.
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 class Settings(BaseSettings):
@@ -29,7 +30,14 @@ class Settings(BaseSettings):
     host: str = Field(default="0.0.0.0", alias="ALERT_ROUTER_HOST")
     port: int = Field(default=8080, alias="ALERT_ROUTER_PORT")
     log_format: Literal["json", "text"] = Field(default="json", alias="ALERT_ROUTER_LOG_FORMAT")
-    max_body_bytes: int = Field(default=1024 * 1024, alias="ALERT_ROUTER_MAX_BODY_BYTES", gt=0)
+    # A webhook is one Alertmanager group with `max_alerts: 0`, and a refused group is never
+    # retried (a 4xx), so the limit must hold the largest group. At about 800 bytes an alert
+    # (tests/ingest/support.py: large_group), 16 MiB is some 20,000 alerts. Ingest holds a
+    # few times the body at its peak (tests/ingest/test_large_groups.py prints the figures):
+    # the Deployment's 512Mi memory limit holds two such webhooks at once.
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES, alias="ALERT_ROUTER_MAX_BODY_BYTES", gt=0
+    )
     # Exact copies (same fingerprint, status, startsAt) within this window are duplicates.
     dedup_window: float = Field(default=60.0, alias="ALERT_ROUTER_DEDUP_WINDOW", ge=0)
     # How long a claimed alert or notification stays with the replica that claimed it;

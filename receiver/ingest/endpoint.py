@@ -1,7 +1,9 @@
 """`POST /alerts` as a raw ASGI app: auth, Content-Type, body limit, parse, store, answer.
 
 A 200 tells Alertmanager it may forget the alerts, so it comes only after the store has them
-durably. A store that cannot write answers 503: Alertmanager retries a 5xx, not a 4xx.
+durably. A store that cannot write answers 503: Alertmanager retries a 5xx, not a 4xx. A 4xx
+loses the webhook for good, so each one is counted by reason
+(`alert_router_webhooks_refused_total`) and logged.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from receiver.asgi import BodyTooLarge, ClientDisconnected, read_body
 from receiver.ingest.auth import BearerToken
 from receiver.ingest.parse import InvalidWebhook, parse_webhook
-from receiver.metrics import Metrics
+from receiver.metrics import WEBHOOK_REFUSALS, Metrics
 from receiver.store.base import Store, StoreError
 
 log = logging.getLogger("alert_router.ingest")
@@ -65,6 +67,9 @@ class AlertsEndpoint:
         self._accepted = metrics.alerts_received.labels("accepted")
         self._duplicates = metrics.alerts_received.labels("duplicate")
         self._webhooks: dict[int, Counter] = {}
+        self._refused = {
+            reason: metrics.webhooks_refused.labels(reason) for reason in WEBHOOK_REFUSALS
+        }
         self._in_flight = 0
 
     @property
@@ -100,24 +105,37 @@ class AlertsEndpoint:
             elif name == b"content-length" and not declared:
                 declared = value
         if self._token is not None and not self._token.accepts(authorization.decode("latin-1")):
-            status, body, headers = _error_body(401, "missing or wrong bearer token")
+            status, body, headers = self._refuse(
+                "unauthorized", 401, "missing or wrong bearer token"
+            )
             headers.append(_WWW_AUTHENTICATE)
             return status, body, headers
         media = content_type.decode("latin-1").split(";", 1)[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
-            return _error_body(415, "Content-Type must be application/json", [media or "(none)"])
+            return self._refuse(
+                "wrong_content_type",
+                415,
+                "Content-Type must be application/json",
+                [media or "(none)"],
+            )
         try:
             raw_body = await read_body(receive, self._max_body_bytes, declared.decode("latin-1"))
         except BodyTooLarge:
-            return _error_body(
+            return self._refuse(
+                "too_large",
                 413,
                 f"body larger than {self._max_body_bytes} bytes",
-                ["raise ALERT_ROUTER_MAX_BODY_BYTES or lower max_alerts in Alertmanager"],
+                [
+                    "raise ALERT_ROUTER_MAX_BODY_BYTES, or split the group with a finer "
+                    "group_by in Alertmanager (max_alerts drops the alerts past it)"
+                ],
             )
         try:
             webhook = parse_webhook(raw_body)
         except InvalidWebhook as exc:
-            return _error_body(400, exc.message, exc.details)
+            return self._refuse("invalid_body", 400, exc.message, exc.details)
+        # The alerts now hold what they need of the body: let a large one go before storing.
+        del raw_body
         alerts, rejected = webhook.alerts, webhook.rejected
         if rejected:
             self._metrics.alerts_rejected.labels("invalid_alert").inc(len(rejected))
@@ -126,7 +144,9 @@ class AlertsEndpoint:
                 extra={"count": len(rejected), "rejected": rejected[:_LOGGED_REJECTIONS]},
             )
         if not alerts and rejected:
-            return _error_body(400, "no valid alert in the webhook", list(rejected))
+            return self._refuse(
+                "no_valid_alert", 400, "no valid alert in the webhook", list(rejected)
+            )
         try:
             result = await self._store.ingest(alerts, self._clock(), self._dedup_window)
         except StoreError as exc:
@@ -142,3 +162,14 @@ class AlertsEndpoint:
             200,
             {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected},
         )
+
+    def _refuse(
+        self, reason: str, status: int, message: str, details: list[Any] | None = None
+    ) -> _Answer:
+        """A 4xx answer, counted and logged: Alertmanager drops the webhook, never retries."""
+        self._refused[reason].inc()
+        log.warning(
+            "webhook refused",
+            extra={"reason": reason, "status": status, "error": message},
+        )
+        return _error_body(status, message, details)

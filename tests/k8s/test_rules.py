@@ -46,6 +46,7 @@ ROUTER_ALERTS = {
     "AlertRouterConfigReloadFailed",
     "AlertRouterCostContextUnavailable",
     "AlertRouterNoWebhooks",
+    "AlertRouterWebhooksRefused",
 }
 
 
