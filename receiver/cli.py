@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="listen address (ALERT_ROUTER_HOST)")
     serve.add_argument("--port", type=int, help="listen port (ALERT_ROUTER_PORT)")
+    serve.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="event loop (auto: uvloop when installed)",
+    )
 
     check = sub.add_parser("check", help="validate rules and secrets")
     _config_arg(check)
@@ -126,9 +132,8 @@ def _load(settings: Settings) -> Rules | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from receiver.runtime import build_service, button_warnings, missing_secrets, missing_token
+    from receiver import serving
+    from receiver.runtime import build_service, button_warnings, refusals
 
     settings = _settings(args)
     configure(settings.log_format)
@@ -140,19 +145,13 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning(
             "AUTHENTICATION IS OFF (--no-auth): anyone who can reach this port can post alerts"
         )
-    else:
-        problem = missing_token(secrets)
-        if problem:
-            print(f"alert-router: refusing to start: {problem}", file=sys.stderr)
-            return 2
-    if not args.dry_run:
-        problems = missing_secrets(rules, secrets)
-        if problems:
-            for problem in problems:
-                print(f"alert-router: refusing to start: {problem}", file=sys.stderr)
-            return 2
-        for warning in button_warnings(rules, secrets):
-            log.warning("Slack buttons cannot be verified", extra={"problem": warning})
+    problems = refusals(rules, secrets, auth=not args.no_auth, dry_run=args.dry_run)
+    for problem in problems:
+        print(f"alert-router: refusing to start: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    for warning in [] if args.dry_run else button_warnings(rules, secrets):
+        log.warning("Slack buttons cannot be verified", extra={"problem": warning})
     service = build_service(settings, dry_run=args.dry_run, auth=not args.no_auth, secrets=secrets)
     service.holder.load()
     log.info(
@@ -163,16 +162,15 @@ def _serve(args: argparse.Namespace) -> int:
             "dry_run": args.dry_run,
         },
     )
-    uvicorn.run(
+    # Ends the process: every way out of it is bounded (see receiver/serving.py).
+    serving.serve(
         service.app(),
         host=settings.host,
         port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
+        loop=args.loop,
+        max_connections=settings.max_connections,
+        request_timeout=settings.request_timeout,
     )
-    return 0
 
 
 # -- check -------------------------------------------------------------------------------
@@ -379,7 +377,10 @@ async def _dead_letters_async(args: argparse.Namespace) -> int:
     from receiver.store import open_store
 
     settings = Settings()
-    store = open_store(settings.state, busy_timeout=settings.sqlite_busy_timeout)
+    # `list` only looks: beside a running router it must change no lease and take no lock.
+    store = open_store(
+        settings.state, busy_timeout=settings.sqlite_busy_timeout, read_only=args.action == "list"
+    )
     await store.open()
     try:
         if args.action == "list":

@@ -58,6 +58,13 @@ def missing_token(secrets: SecretStore) -> str | None:
     )
 
 
+def refusals(rules: Rules, secrets: SecretStore, *, auth: bool, dry_run: bool) -> list[str]:
+    """Why `serve` must not start: the webhook token (unless `auth` is off), then the
+    destinations' secrets (unless nothing is sent: `dry_run`)."""
+    token = missing_token(secrets) if auth else None
+    return ([token] if token else []) + ([] if dry_run else missing_secrets(rules, secrets))
+
+
 def build_service(
     settings: Settings,
     *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,8 +34,31 @@ from receiver.pipeline.tuning import Tuning
 from receiver.slack_actions.endpoint import actions_route
 from receiver.store.base import Store, StoreError
 
+log = logging.getLogger("alert_router.server")
+
 # Threads for blocking sends: several destinations' parallel sends, with room to spare.
 _SEND_THREADS = 64
+# At shutdown, once uvicorn has let the answers in flight finish (receiver/serving.py:
+# ANSWER_GRACE): the pipeline's stop (its sends in flight, then releasing the claims the
+# other replicas can take) has `_PIPELINE_STOP`, bounded by the pipeline itself and, should
+# that fail, abandoned after `_SEND_GRACE`; then closing the store and clients has
+# `_CLOSE_GRACE`. All of it fits within the process's SHUTDOWN_DEADLINE.
+_PIPELINE_STOP = 4.0
+_SEND_GRACE = _PIPELINE_STOP + 0.5
+_CLOSE_GRACE = 1.0
+
+
+async def _within(seconds: float, step: str, work: Awaitable[None]) -> None:
+    """Run `work` for at most `seconds`. Past them it is cancelled and left, not awaited:
+    on Python 3.11 a cancel can be swallowed (CPython gh-86296, in redis-py's writes), and
+    awaiting it then would wait for ever."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.warning("shutdown step abandoned", extra={"step": step, "after_seconds": seconds})
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("shutdown step failed", extra={"step": step}, exc_info=task.exception())
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -108,16 +132,27 @@ class Service:
             with contextlib.suppress(RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await _within(_CLOSE_GRACE, "stop watching the rules", watcher)
+            await self._shutdown(self.pipeline)
+
+    async def _shutdown(self, pipeline: Pipeline) -> None:
+        """Stop within a bound (see `_PIPELINE_STOP`): a step that overruns its time is
+        abandoned, so that the process can exit."""
+
+        async def stop_sending() -> None:
             for close in self.closers:
                 await close()
-            await self.pipeline.stop()
+            await pipeline.stop(deadline=_PIPELINE_STOP)
+
+        async def close() -> None:
             await self.store.close()
             if self.context is not None:
                 await self.context.aclose()
             if self.http is not None:
                 await self.http.aclose()
+
+        await _within(_SEND_GRACE, "stop sending", stop_sending())
+        await _within(_CLOSE_GRACE, "close the store and clients", close())
 
     def app(self) -> ASGIApp:
         alerts = self._alerts = AlertsEndpoint(

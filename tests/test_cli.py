@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from receiver.samples import webhook
 from tests.service import TOKEN, ServerProcess, make_settings
-from tests.support import free_port
+from tests.support import HangingServer, free_port, wait_until
 
 SECRET_ENV = {
     "SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/services/T0/B0/secretpart",
@@ -271,3 +276,63 @@ def test_demo_runs_the_main_job(mode: str) -> None:
     assert "--> oncall: RESOLVED BudgetThresholdExceeded [resolved]" in out
     assert "finops-slack: 10 notification(s) would have been sent" in out
     assert "oncall: 2 notification(s) would have been sent" in out
+
+
+HANGING_RULES = """
+destinations:
+  hook: {slack: {webhook_url: {secret: slack-webhook-url}}}
+routes:
+  - name: all
+    to: [hook]
+"""
+
+
+def _claims(state: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every inbox and outbox row, leases included, read without writing."""
+    with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()  # noqa: S608
+            for table in ("inbox", "outbox")
+        }
+
+
+def test_dead_letters_list_changes_no_lease_of_a_running_router(tmp_path: Path) -> None:
+    hanging = HangingServer()
+    config = tmp_path / "routes.yaml"
+    config.write_text(HANGING_RULES)
+    settings = make_settings(tmp_path, config)
+    # Slack takes the sends and never answers: the router holds them claimed.
+    (settings.secrets_dir / "slack-webhook-url").write_text(f"{hanging.url}/services/x")
+    proc = ServerProcess(settings).wait_ready()
+    state = Path(settings.state)
+    try:
+        body = webhook([({"alertname": f"Held{i}"}, {"summary": "s"}) for i in range(5)])
+        response = httpx.post(
+            f"{proc.url}/alerts", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert response.status_code == 200, response.text
+
+        def claimed() -> bool:
+            now = time.time()
+            return any(row[-1] > now for row in _leases(state))
+
+        wait_until(claimed, timeout=15)
+        # Frozen, so that only the command could change a row meanwhile.
+        proc.proc.send_signal(signal.SIGSTOP)
+        try:
+            before = _claims(state)
+            result = run("dead-letters", "list", env={"ALERT_ROUTER_STATE": str(state)})
+            after = _claims(state)
+        finally:
+            proc.proc.send_signal(signal.SIGCONT)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "no dead letters"
+        assert after == before
+    finally:
+        proc.stop()
+        hanging.close()
+
+
+def _leases(state: Path) -> list[tuple[str, float]]:
+    with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT id, lease_until FROM outbox").fetchall()

@@ -43,5 +43,10 @@ class Settings(BaseSettings):
     # How long a claimed alert or notification stays with the replica that claimed it;
     # after that, another replica (Redis) takes it over.
     lease: float = Field(default=120.0, alias="ALERT_ROUTER_LEASE_SECONDS", gt=0)
+    # Connections served at once; one more is answered 503 (Alertmanager retries a 5xx).
+    max_connections: int = Field(default=512, alias="ALERT_ROUTER_MAX_CONNECTIONS", gt=0)
+    # A request whose head and body have not arrived this long after its first byte is
+    # closed: uvicorn has no header timeout, and slow senders would hold connections forever.
+    request_timeout: float = Field(default=15.0, alias="ALERT_ROUTER_REQUEST_TIMEOUT", gt=0)
     # How long a SQLite write waits for a lock before ingest answers 503.
     sqlite_busy_timeout: float = Field(default=5.0, alias="ALERT_ROUTER_SQLITE_BUSY_TIMEOUT", gt=0)
