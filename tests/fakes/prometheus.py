@@ -7,6 +7,9 @@ Fixtures:
   1s; `prometheus.sync()` waits until a scrape taken after the call has landed, so values
   set before it are queryable. `.stop()` / `.start()` mid-test; data survives a restart.
 - `prometheus_factory`: start another Prometheus, e.g. with rule files.
+- `start_backfilled(workdir, samples)` (a function, for fixtures of any scope): a Prometheus
+  whose data dir holds history written with `promtool tsdb create-blocks-from openmetrics`
+  before it starts: known series at known past times, for range queries.
 - `hanging_server`: a "Prometheus" that accepts connections and never answers (timeouts);
   `tests.support.HangingServer`.
 """
@@ -270,6 +273,44 @@ def prometheus_factory_fixture(
     yield start
     for server in started:
         server.close()
+
+
+Sample = tuple[str, Mapping[str, str], float, float]  # name, labels, unix time, value
+
+
+def openmetrics(samples: Sequence[Sample]) -> str:
+    """`samples` as OpenMetrics text (gauges), grouped by metric as the format requires."""
+    by_name: dict[str, list[Sample]] = {}
+    for sample in samples:
+        by_name.setdefault(sample[0], []).append(sample)
+    lines = []
+    for name, group in by_name.items():
+        lines.append(f"# TYPE {name} gauge")
+        for _, labels, at, value in sorted(group, key=lambda s: (sorted(s[1].items()), s[2])):
+            text = ",".join(f'{k}="{quote_value(v)}"' for k, v in sorted(labels.items()))
+            lines.append(f"{name}{{{text}}} {_number(value)} {at:.3f}")
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+class BackfilledPrometheus(PrometheusServer):
+    """A Prometheus that keeps a year of data (the default 15 days would drop history)."""
+
+    flags = ("--log.level=warn", "--storage.tsdb.retention.time=1y")
+
+
+def start_backfilled(workdir: Path, samples: Sequence[Sample]) -> PrometheusServer:
+    """A running Prometheus whose data dir holds `samples`, written by promtool before it
+    starts, and nothing else (no scrape targets). Skipped without the binaries."""
+    server = BackfilledPrometheus(require_binary("prometheus"), workdir, [])
+    source = workdir / "history.om"
+    source.write_text(openmetrics(samples), encoding="utf-8")
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    promtool = require_binary("promtool")
+    command = [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source)]
+    subprocess.run([*command, str(server.data_dir)], check=True, capture_output=True)
+    server.start(wait_for_scrape=False)
+    return server
 
 
 @pytest.fixture(name="hanging_server")

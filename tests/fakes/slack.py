@@ -145,6 +145,7 @@ class Message:
     broadcast: bool = False
     edits: int = 0
     replies: list[Message] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # ids of the files it shares
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -167,6 +168,21 @@ class Message:
     def all_text(self) -> str:
         """Every string in the message (text, blocks, attachments), joined by newlines."""
         return "\n".join(strings({"t": self.text, "b": self.blocks, "a": self.attachments}))
+
+
+@dataclass(slots=True)
+class Upload:
+    """A file reserved with files.getUploadURLExternal, its bytes once uploaded, and where
+    files.completeUploadExternal shared it."""
+
+    file_id: str
+    filename: str
+    length: int
+    data: bytes | None = None
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+    completed: bool = False
 
 
 @dataclass(slots=True)
@@ -669,10 +685,34 @@ class SlackWebhookServer(_FakeServer):
 
 
 RESPONSE_URL_PATH = "/actions/response/"
+# Slack: files.getUploadURLExternal answers upload URLs on files.slack.com/upload/v1/...
+UPLOAD_PATH = "/upload/v1/"
+
+
+def _files_args(path: str, headers: Mapping[str, str], raw: bytes) -> dict[str, Any]:
+    """The arguments of a files.* call: from the query string (where slack_sdk sends them)
+    and the form or JSON body, `files` read as JSON."""
+    query = path.split("?", 1)[1] if "?" in path else ""
+    args: dict[str, Any] = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    if raw:
+        try:
+            body = _json_or_form(headers, raw, ())
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if isinstance(body, dict):
+            args.update(body)
+    if isinstance(args.get("files"), str):
+        try:
+            args["files"] = json.loads(args["files"])
+        except ValueError:
+            args["files"] = None
+    return args
 
 
 class SlackApiServer(_FakeServer):
-    """Slack's Web API: chat.postMessage, chat.update and auth.test, with channels; and
+    """Slack's Web API: chat.postMessage, chat.update and auth.test, with channels; the
+    upload flow of files_upload_v2 (files.getUploadURLExternal, the upload URL,
+    files.completeUploadExternal; what was uploaded: `uploads()`); and
     the `response_url`s of button presses (`response_url(name)`; what was posted to
     them: `responses(name)`, recorded as method "response_url")."""
 
@@ -687,6 +727,7 @@ class SlackApiServer(_FakeServer):
         self.tokens: set[str] = set(tokens)
         self._channels: dict[str, Channel] = {}
         self._seq = 0
+        self._uploads: dict[str, Upload] = {}
         for name, channel_id in (channels or {DEFAULT_CHANNEL: DEFAULT_CHANNEL_ID}).items():
             self.add_channel(name, channel_id)
 
@@ -741,6 +782,11 @@ class SlackApiServer(_FakeServer):
     def calls(self, method: str) -> list[Request]:
         return [r for r in self.requests if r.method == method]
 
+    def uploads(self) -> list[Upload]:
+        """Every file reserved so far, in order (uploaded, shared or not)."""
+        with self._lock:
+            return list(self._uploads.values())
+
     def response_url(self, name: str = "1") -> str:
         """A press's response_url (Slack: hooks.slack.com/actions/T.../...), served here."""
         return f"{self.base_url}{RESPONSE_URL_PATH}{name}"
@@ -781,10 +827,19 @@ class SlackApiServer(_FakeServer):
         method = path.split("?", 1)[0].removeprefix("/api/")
         if path.startswith(RESPONSE_URL_PATH):
             method = "response_url"
-        try:
-            body: Any = _json_or_form(headers, raw, ("blocks", "attachments"))
-        except (ValueError, UnicodeDecodeError):
-            body = None
+        if path.startswith(UPLOAD_PATH):
+            with self._lock:
+                answer = self._upload(path.removeprefix(UPLOAD_PATH), raw)
+                self._record("upload", path, headers, {"bytes": len(raw)}, raw, answer)
+                return answer
+        body: Any
+        if method.startswith("files."):
+            body = _files_args(path, headers, raw)
+        else:
+            try:
+                body = _json_or_form(headers, raw, ("blocks", "attachments"))
+            except (ValueError, UnicodeDecodeError):
+                body = None
         with self._lock:
             if method == "response_url":
                 answer = self._response(body)
@@ -812,6 +867,8 @@ class SlackApiServer(_FakeServer):
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "auth.test": self._auth_test,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }.get(method)
         if handler is None:
             return Answer(404, {"ok": False, "error": "unknown_method"})
@@ -922,6 +979,93 @@ class SlackApiServer(_FakeServer):
                 "message": message.to_json(),
             },
         )
+
+    # files_upload_v2: files.getUploadURLExternal, the upload URL, files.completeUploadExternal.
+
+    def _get_upload_url(self, body: Mapping[str, Any]) -> Answer:
+        filename = body.get("filename")
+        length = str(body.get("length") or "")
+        if not isinstance(filename, str) or not filename or not length:
+            return api_error("invalid_arguments")
+        if not length.isdigit() or int(length) == 0:
+            # Slack: missing_argument "typically only occurs when the length provided is 0".
+            return api_error("missing_argument")
+        file_id = f"F{len(self._uploads) + 1:010d}"
+        self._uploads[file_id] = Upload(file_id, filename, int(length))
+        return Answer(
+            200,
+            {
+                "ok": True,
+                "upload_url": f"{self.base_url}{UPLOAD_PATH}{file_id}",
+                "file_id": file_id,
+            },
+        )
+
+    def _upload(self, file_id: str, raw: bytes) -> Answer:
+        """The upload URL: the bytes of a reserved file, answered in plain text."""
+        scripted = self._scripted("upload")
+        if scripted is not None:
+            return scripted
+        upload = self._uploads.get(file_id)
+        if upload is None or upload.completed:
+            return Answer(404, "Not Found")
+        if len(raw) != upload.length:
+            # Slack documents no answer for this; the upload is refused (step 1 reserved
+            # the length, and nothing can renegotiate it), which slack_sdk reports as a
+            # failed upload.
+            return Answer(400, f"length mismatch: reserved {upload.length}, got {len(raw)}")
+        upload.data = raw
+        return Answer(200, f"OK - {len(raw)}")
+
+    def _complete_upload(self, body: Mapping[str, Any]) -> Answer:
+        files = body.get("files")
+        if not isinstance(files, list) or not files:
+            return api_error("invalid_arguments")
+        uploads: list[tuple[Upload, Any]] = []
+        for item in files:
+            upload = self._uploads.get(str(item.get("id"))) if isinstance(item, dict) else None
+            if upload is None or upload.data is None or upload.completed:
+                # An unknown id, a file whose bytes never arrived, or one completed before
+                # ("This method can only be called once").
+                return api_error("file_not_found")
+            uploads.append((upload, item))
+        channel: Channel | None = None
+        parent: Message | None = None
+        if body.get("channel_id"):
+            found = self._channel_for_write({"channel": body["channel_id"]}, by_id=True)
+            if isinstance(found, str):
+                return api_error(found)
+            channel = found
+            thread_ts = body.get("thread_ts")
+            if thread_ts:
+                parent = next(
+                    (m for m in channel.messages if m.ts == thread_ts and not m.thread_ts), None
+                )
+                if parent is None:
+                    return api_error("thread_not_found")
+        shared = []
+        for upload, item in uploads:
+            upload.completed = True
+            upload.title = str(item.get("title") or upload.filename)
+            upload.channel = channel.id if channel else None
+            upload.thread_ts = parent.ts if parent else None
+            shared.append({"id": upload.file_id, "title": upload.title})
+        if channel is not None:
+            # Slack shares the files as one message (asynchronously; here at once).
+            message = Message(
+                channel=channel.id,
+                ts=self._next_ts(),
+                text="",
+                blocks=[],
+                attachments=[],
+                thread_ts=parent.ts if parent else None,
+                files=[u.file_id for u, _ in uploads],
+            )
+            if parent is not None:
+                parent.replies.append(message)
+            else:
+                channel.messages.append(message)
+        return Answer(200, {"ok": True, "files": shared})
 
     def _next_ts(self) -> str:
         # Slack: ts is "seconds.microseconds", unique and increasing within a channel.

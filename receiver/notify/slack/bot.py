@@ -4,10 +4,11 @@ original message plus a reply in its thread."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from receiver.config.secrets import SecretSource
@@ -23,6 +24,7 @@ from receiver.notify.slack.render import (
     reply_body,
     update_body,
 )
+from receiver.notify.slack.report import CHART_FILENAME, ReportMessage
 from receiver.notify.slack.transport import (
     NO_SDK_RETRIES,
     ApiError,
@@ -40,6 +42,21 @@ log = logging.getLogger("alert_router.notify.slack")
 _MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 # chat.postMessage with thread_ts: the thread's parent is gone.
 _THREAD_GONE = _MESSAGE_GONE | {"thread_not_found"}
+# slack_sdk's files_upload_v2 reports a refused upload (step 2, the upload URL) only in the
+# text of a SlackRequestError: "Failed to upload a file (status: 500, ...".
+_UPLOAD_STATUS = re.compile(r"^Failed to upload a file \(status: (\d+)")
+_CHART_ALT_TEXT = "Chart: cost per hour of the top services over the report's window"
+
+
+class ChartNotUploaded(NotifyError):
+    """The report was posted (`ref`) but its chart was not: try `post_report` again with
+    `posted=ref`, which uploads only the chart, so the report is never posted twice."""
+
+    def __init__(
+        self, message: str, ref: Ref, *, recoverable: bool, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, recoverable=recoverable, retry_after=retry_after)
+        self.ref = ref
 
 
 class SlackBotNotifier:
@@ -129,6 +146,66 @@ class SlackBotNotifier:
             return [await self._post(self._post_body(render_batch(batch)))]
         await self._call("chat.postMessage", reply_body(notification, ref, broadcast=False))
         return [ref]
+
+    async def post_report(
+        self,
+        message: ReportMessage,
+        chart_png: bytes | None = None,
+        *,
+        chart_title: str = "Cost report",
+        posted: Ref | None = None,
+    ) -> Ref:
+        """Post a report (chat.postMessage) and upload its chart into the report's thread
+        (files_upload_v2: files.getUploadURLExternal, the upload, files.completeUploadExternal
+        with channel_id and thread_ts). The bot needs the files:write scope.
+
+        Raises NotifyError when the report was not posted, ChartNotUploaded (with the
+        report's ref) when only the chart failed; `posted` is that ref on the next try.
+        """
+        ref = posted if posted is not None else await self._post(self._report_body(message))
+        if chart_png is not None:
+            try:
+                await self._upload(ref, chart_png, chart_title)
+            except NotifyError as exc:
+                raise ChartNotUploaded(
+                    str(exc), ref, recoverable=exc.recoverable, retry_after=exc.retry_after
+                ) from None
+        return {"channel": ref["channel"], "ts": ref["ts"], "kind": "report"}
+
+    def render_report(self, message: ReportMessage) -> dict[str, Any]:
+        """The chat.postMessage body `post_report` sends (for dry-run)."""
+        return self._report_body(message)
+
+    def _report_body(self, message: ReportMessage) -> dict[str, Any]:
+        return {"channel": self.channel, **message.body()}
+
+    async def _upload(self, ref: Ref, png: bytes, title: str) -> None:
+        where = f"slack bot {self.name}: files_upload_v2"
+        secret = resolve(self._token, where)
+        secrets = (secret,)
+        try:
+            await self._client_for(secret.reveal()).files_upload_v2(
+                content=png,
+                filename=CHART_FILENAME,
+                title=title,
+                alt_txt=_CHART_ALT_TEXT,
+                channel=ref["channel"],
+                thread_ts=ref["ts"],
+            )
+        except SlackApiError as exc:
+            raise api_error(where, exc, secrets) from None
+        except SlackRequestError as exc:
+            found = _UPLOAD_STATUS.match(str(exc))
+            if found is None:
+                raise transport_error(where, exc, secrets) from None
+            status = int(found.group(1))
+            # The upload URL's answer: 5xx and 429 are the upload service's trouble.
+            raise NotifyError(
+                f"{where}: the upload URL answered HTTP {status}",
+                recoverable=status >= 500 or status == 429,
+            ) from None
+        except Exception as exc:
+            raise transport_error(where, exc, secrets) from None
 
     async def edit(self, channel: str, ts: str, message: Mapping[str, Any]) -> None:
         """Replace a message this bot posted (chat.update) with `message` (text, blocks,

@@ -13,6 +13,7 @@ from receiver.models import Notification
 from receiver.notify.base import NotifyError, Ref
 from receiver.notify.slack.grafana import without_image
 from receiver.notify.slack.render import DIGEST_MAX, render_batch
+from receiver.notify.slack.report import ReportMessage
 from receiver.notify.slack.transport import (
     NO_SDK_RETRIES,
     Session,
@@ -65,6 +66,13 @@ class SlackWebhookNotifier:
             return []
         await self._send(render_batch(batch).body())
         return [None] * len(batch)
+
+    async def post_report(self, message: ReportMessage) -> Ref:
+        """Post a report. Incoming webhooks cannot upload files: render the message with
+        `report_message(report, graph_link=True)` so it links Prometheus' graph instead.
+        Raises NotifyError as `notify` does."""
+        await self._send_once(message.body())
+        return {"kind": "report"}
 
     async def _send(self, body: dict[str, Any]) -> None:
         try:
