@@ -272,7 +272,9 @@ class Router:
         return 0.0
 
     def accepted(self) -> float:
-        return self.counter("alert_router_alerts_received_total", outcome="accepted")
+        return self.counter(
+            "alert_router_alerts_received_total", outcome="accepted", source="alertmanager"
+        )
 
     def pipeline_counts(self) -> tuple[float, float]:
         """(dedup decisions made, notifications delivered) so far, over all destinations."""

@@ -249,7 +249,7 @@ def _route(args: argparse.Namespace) -> int:
     labels = _pairs(args.labels, "label")
     context: dict[str, float] = {}
     for name, value in _pairs(args.context, "context value").items():
-        if name not in rules.context:
+        if not rules.knows_value(name):
             known = ", ".join(rules.context) or "none"
             print(f"alert-router: unknown context value {name!r} (defined: {known})")
             return 2

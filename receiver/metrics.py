@@ -6,11 +6,15 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from receiver.models import ContextFailure, DedupReason
+from receiver.models import SOURCES, ContextFailure, DedupReason
 
 # Outcomes of one delivery attempt to a destination.
 DELIVERY_OUTCOMES = ("delivered", "retried", "dead_letter")
 REJECT_REASONS = ("invalid_alert",)
+# The `source` of an ingest series: who sent the webhook (receiver.models.SOURCES), as its
+# body says. A webhook refused before its body is read has said nothing yet: "unknown".
+UNKNOWN_SOURCE = "unknown"
+WEBHOOK_SOURCES = (*SOURCES, UNKNOWN_SOURCE)
 # Webhooks refused whole, by the 4xx answered: 401, 415, 413, 400 (body) and 400 (no alert
 # valid). Alertmanager never retries a 4xx, so every refusal is a notification lost.
 WEBHOOK_REFUSALS = (
@@ -36,27 +40,27 @@ class Metrics:
         r = self.registry
         self.webhooks = Counter(
             "alert_router_webhooks_total",
-            "Webhook requests received on /alerts, by HTTP status code answered.",
-            ["code"],
+            "Webhook requests received on /alerts, by HTTP status code answered and source.",
+            ["code", "source"],
             registry=r,
         )
         self.webhooks_refused = Counter(
             "alert_router_webhooks_refused_total",
             "Webhooks on /alerts refused whole with a 4xx, which Alertmanager never retries, "
-            "by reason.",
-            ["reason"],
+            "by reason and source.",
+            ["reason", "source"],
             registry=r,
         )
         self.alerts_received = Counter(
             "alert_router_alerts_received_total",
-            "Alerts in accepted webhooks, by what ingest did with them.",
-            ["outcome"],
+            "Alerts in accepted webhooks, by what ingest did with them and source.",
+            ["outcome", "source"],
             registry=r,
         )
         self.alerts_rejected = Counter(
             "alert_router_alerts_rejected_total",
-            "Alerts rejected at ingest, by reason.",
-            ["reason"],
+            "Alerts rejected at ingest, by reason and source.",
+            ["reason", "source"],
             registry=r,
         )
         self.last_webhook = Gauge(
@@ -140,12 +144,15 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
-        self.alerts_received.labels("accepted")
-        self.alerts_received.labels("duplicate")
-        for reason in REJECT_REASONS:
-            self.alerts_rejected.labels(reason)
-        for reason in WEBHOOK_REFUSALS:
-            self.webhooks_refused.labels(reason)
+        for source in SOURCES:
+            self.alerts_received.labels("accepted", source)
+            self.alerts_received.labels("duplicate", source)
+            self.webhooks.labels("200", source)
+            for reason in REJECT_REASONS:
+                self.alerts_rejected.labels(reason, source)
+        for source in WEBHOOK_SOURCES:
+            for reason in WEBHOOK_REFUSALS:
+                self.webhooks_refused.labels(reason, source)
         for queue in ("inbox", "outbox"):
             self.queue_depth.labels(queue)
         for outcome in ("success", "failure"):

@@ -25,8 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from receiver.config.reloader import RulesHolder
 from receiver.config.secrets import SecretStore
 from receiver.config.settings import Settings
-from receiver.ingest.auth import WEBHOOK_TOKEN, BearerToken
-from receiver.ingest.endpoint import AlertsEndpoint
+from receiver.ingest.auth import WebhookAuth
+from receiver.ingest.endpoint import ALERTS_METHODS, AlertsEndpoint
 from receiver.metrics import Metrics
 from receiver.pipeline.pipeline import NotifierFactory, Pipeline
 from receiver.pipeline.routing import ContextSource
@@ -158,7 +158,9 @@ class Service:
         alerts = self._alerts = AlertsEndpoint(
             store=self.store,
             metrics=self.metrics,
-            token=BearerToken(self.secrets, WEBHOOK_TOKEN) if self.auth else None,
+            auth=WebhookAuth.from_secrets(self.secrets, self.holder.grafana_hmac)
+            if self.auth
+            else None,
             max_body_bytes=self.settings.max_body_bytes,
             dedup_window=self.settings.dedup_window,
             clock=self.clock,
@@ -166,7 +168,7 @@ class Service:
         )
         starlette = Starlette(
             routes=[
-                Route("/alerts", alerts, methods=["POST"]),
+                Route("/alerts", alerts, methods=list(ALERTS_METHODS)),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -178,7 +180,11 @@ class Service:
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             # Webhooks skip Starlette's middleware and router: for a one-alert webhook they
             # cost as much as ingest itself. Everything else goes through Starlette.
-            if scope["type"] == "http" and scope["path"] == "/alerts" and scope["method"] == "POST":
+            if (
+                scope["type"] == "http"
+                and scope["path"] == "/alerts"
+                and scope["method"] in ALERTS_METHODS
+            ):
                 await alerts(scope, receive, send)
             else:
                 await starlette(scope, receive, send)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from receiver.config.rules import Rules, RulesError, load_rules
+from receiver.config.schema import GrafanaHmacSpec
 from receiver.metrics import Metrics
 
 log = logging.getLogger("alert_router.config")
@@ -61,6 +62,13 @@ class RulesHolder:
     @property
     def loaded(self) -> bool:
         return self._rules is not None
+
+    def grafana_hmac(self) -> GrafanaHmacSpec:
+        """Where Grafana's signature is, per the rules in force (the defaults before the
+        first load): ingest reads it at each webhook, so a reload applies at once."""
+        if self._rules is None:
+            return GrafanaHmacSpec()
+        return self._rules.spec.grafana.hmac
 
     def load(self) -> Rules:
         """Load the file now; raise RulesError (and keep the old rules) when invalid."""

@@ -35,7 +35,17 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
+# `when:` tests a Grafana alert's query value by its refId as `grafana.<refId>`
+# (`grafana.A`); other names are context values of the rules file.
+GRAFANA_VALUE_PREFIX = "grafana."
 _CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
+
+
+def grafana_ref(name: str) -> str | None:
+    """The refId a condition name `grafana.<refId>` tests; None for any other name."""
+    if not name.startswith(GRAFANA_VALUE_PREFIX):
+        return None
+    return name[len(GRAFANA_VALUE_PREFIX) :] or None
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,11 @@ class Rules:
     @property
     def context(self) -> Mapping[str, ContextSpec]:
         return self.spec.context
+
+    def knows_value(self, name: str) -> bool:
+        """Whether `when:` (and `route --context`, rule tests) may name this value: a
+        context value of the file, or a Grafana query value `grafana.<refId>`."""
+        return name in self.spec.context or grafana_ref(name) is not None
 
     def secret_keys(self) -> dict[str, list[str]]:
         """Secret key -> the destinations that need it."""
@@ -195,7 +210,17 @@ def _compile_routes(spec: RulesFile, path: Path, lines: Lines, problems: list[st
                 problems.append(problem(path, lines, (*where, "matchers", j), str(exc)))
         conditions: list[Condition] = []
         for name, text in route.when.items():
-            if name not in spec.context:
+            if name == GRAFANA_VALUE_PREFIX:
+                problems.append(
+                    problem(
+                        path,
+                        lines,
+                        (*where, "when", name),
+                        "name the query of the Grafana alert rule: grafana.<refId>, e.g. grafana.A",
+                    )
+                )
+                continue
+            if name not in spec.context and grafana_ref(name) is None:
                 known = ", ".join(sorted(spec.context)) or "none defined"
                 problems.append(
                     problem(

@@ -6,6 +6,7 @@ file into the routes the router runs, and reports every problem with its place.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -180,6 +181,52 @@ class BudgetsSpec(_Strict):
     service_label: str = "service"
 
 
+# Grafana's docs: the signature header "Default is X-Grafana-Alerting-Signature".
+DEFAULT_SIGNATURE_HEADER = "X-Grafana-Alerting-Signature"
+# grafana/alerting's code signs into this one when a contact point leaves the header empty
+# (http/hmac.go: defaultHeaderName); read too while `signature_header` is not set.
+GRAFANA_CODE_SIGNATURE_HEADER = "X-Grafana-Alert-Signature"
+# An HTTP field name (RFC 9110, section 5.1: a token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers the webhook endpoint reads for something else.
+_RESERVED_HEADERS = ("authorization", "content-type", "content-length")
+
+
+class GrafanaHmacSpec(_Strict):
+    """Where Grafana's webhook carries its HMAC signature: `hmacConfig.header` and
+    `hmacConfig.timestampHeader` of the contact point, which must say the same."""
+
+    signature_header: str = DEFAULT_SIGNATURE_HEADER
+    # No default, as in Grafana: without it the signature covers the body alone.
+    timestamp_header: str | None = None
+
+    @field_validator("signature_header", "timestamp_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and _HEADER_NAME.fullmatch(value) is None:
+            raise ValueError(
+                f"{value!r} is not an HTTP header name: letters, digits and dashes, "
+                "e.g. X-Grafana-Alerting-Signature"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> GrafanaHmacSpec:
+        for name in (self.signature_header, self.timestamp_header):
+            if name is not None and name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"{name} carries something else: name another header")
+        stamp = self.timestamp_header
+        if stamp is not None and stamp.lower() == self.signature_header.lower():
+            raise ValueError("signature_header and timestamp_header must be two headers")
+        return self
+
+
+class GrafanaSpec(_Strict):
+    """Grafana Alerting as a webhook source."""
+
+    hmac: GrafanaHmacSpec = Field(default_factory=GrafanaHmacSpec)
+
+
 class RouteDefaults(_Strict):
     repeat_interval: Duration = DEFAULT_REPEAT_INTERVAL
     send_resolved: bool = True
@@ -201,6 +248,7 @@ class RulesFile(_Strict):
     destinations: dict[str, DestinationSpec] = Field(min_length=1)
     context: dict[str, ContextSpec] = Field(default_factory=dict)
     budgets: BudgetsSpec | None = None
+    grafana: GrafanaSpec = Field(default_factory=GrafanaSpec)
     defaults: RouteDefaults = Field(default_factory=RouteDefaults)
     routes: list[RouteSpec] = Field(default_factory=list)
     default: str | None = None

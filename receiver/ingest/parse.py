@@ -1,4 +1,5 @@
-"""The webhook parser: Alertmanager's webhook (version 4) body into accepted Alerts.
+"""The webhook parser: Alertmanager's webhook (version 4) or Grafana Alerting's (version 1,
+`receiver.ingest.grafana`) body into accepted Alerts.
 
 Two readers of one alert, side by side: `from_raw`, the fast path that takes the usual valid
 shape without pydantic, and `WebhookAlert`, the pydantic model that decides everything else
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import from_json
 
+from receiver.ingest.grafana import GRAFANA_VERSION, grafana_fields, missing_grafana_keys
 from receiver.models import Alert, labels_fingerprint
 
 # Alertmanager's webhook payload version; a body without `version` is read as this one.
@@ -43,10 +45,12 @@ class Rejected(TypedDict):
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    """A parsed webhook: the alerts to store and the ones refused."""
+    """A parsed webhook: the alerts to store, the ones refused, and who sent it."""
 
     alerts: list[Alert]
     rejected: list[Rejected]
+    # "alertmanager" or "grafana" (receiver.models.SOURCES): one webhook, one source.
+    source: str = "alertmanager"
 
 
 class InvalidWebhook(Exception):
@@ -105,7 +109,8 @@ def parse_webhook(body: bytes) -> Webhook:
     """The alerts of a webhook body, each accepted or rejected with a reason.
 
     Raises InvalidWebhook when the body itself is wrong: not JSON, not an object, another
-    version, no `alerts` list.
+    version, no `alerts` list. Version "1" is Grafana's webhook: each alert then also
+    keeps what Grafana adds (`Alert.grafana`).
     """
     try:
         payload = decode_json(body)
@@ -114,10 +119,21 @@ def parse_webhook(body: bytes) -> Webhook:
     if not isinstance(payload, dict):
         raise InvalidWebhook("body must be a JSON object (Alertmanager webhook)")
     version = payload.get("version", SUPPORTED_VERSION)
-    if version != SUPPORTED_VERSION:
+    grafana = version == GRAFANA_VERSION
+    if grafana:
+        missing = missing_grafana_keys(payload)
+        if missing:
+            raise InvalidWebhook(
+                "version 1 body is not Grafana Alerting's webhook",
+                [f"missing {', '.join(missing)}"],
+            )
+    elif version != SUPPORTED_VERSION:
         raise InvalidWebhook(
             f"unsupported webhook version {version!r}",
-            [f"alert-router reads Alertmanager webhook version {SUPPORTED_VERSION}"],
+            [
+                f"alert-router reads Alertmanager webhook version {SUPPORTED_VERSION} "
+                f"and Grafana Alerting webhook version {GRAFANA_VERSION}"
+            ],
         )
     raw_alerts = payload.get("alerts")
     if not isinstance(raw_alerts, list):
@@ -136,8 +152,10 @@ def parse_webhook(body: bytes) -> Webhook:
             except ValidationError as exc:
                 rejected.append({"index": index, "reason": validation_reason(exc)})
                 continue
+        if grafana:
+            alert = replace(alert, grafana=grafana_fields(raw, payload))
         alerts.append(alert)
-    return Webhook(alerts, rejected)
+    return Webhook(alerts, rejected, "grafana" if grafana else "alertmanager")
 
 
 def decode_json(body: bytes) -> Any:

@@ -1,11 +1,24 @@
-"""Routing: which destinations an alert reaches, by labels and by cost context."""
+"""Routing: which destinations an alert reaches, by labels and by cost context (and, for
+a Grafana alert, its query values)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from receiver.config.rules import Route, Rules
+from receiver.config.rules import GRAFANA_VALUE_PREFIX, Route, Rules
+from receiver.models import Alert
+
+
+def condition_values(alert: Alert, context: Mapping[str, float]) -> dict[str, float]:
+    """The numbers `when:` tests for `alert`: its cost context, and for a Grafana alert
+    each query value as `grafana.<refId>` (`grafana.A`). A condition on a value the alert
+    does not carry does not match, as for a missing context value."""
+    values = dict(context)
+    if alert.grafana is not None:
+        for ref, value in alert.grafana.values.items():
+            values[GRAFANA_VALUE_PREFIX + ref] = value
+    return values
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ A test file lists alerts with canned cost context and where they must go:
       - name: an expensive GPU service pages on-call
         alert:
           labels: {alertname: HighGPUCost, service: whisper, severity: warning}
-        context: {cost_per_hour: 120}
+        context: {cost_per_hour: 120}     # a Grafana alert's query values: grafana.A: 61.5
         expect:
           destinations: [oncall, finops-slack]
           routes: [expensive-page, cost]        # optional: the routes matched, in order
@@ -169,14 +169,15 @@ def _load(test_file: Path, rules: Rules) -> _TestFile:
             )
         seen.add(case.name)
         for name in case.context:
-            if name not in rules.context:
+            if not rules.knows_value(name):
                 known = ", ".join(sorted(rules.context)) or "none defined"
                 problems.append(
                     problem(
                         test_file,
                         lines,
                         ("tests", i, "context", name),
-                        f"unknown context value {name!r}: the rules define {known}",
+                        f"unknown context value {name!r}: the rules define {known} "
+                        "(a Grafana query value is grafana.<refId>)",
                     )
                 )
     if problems:

@@ -119,3 +119,16 @@ def test_running_service_applies_a_changed_file(tmp_path: Path) -> None:
         wait_until(lambda: len(sent.to("b")) == 1, timeout=10)
     finally:
         server.stop()
+
+
+def test_grafana_hmac_follows_the_rules_in_force(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ONE)
+    holder = RulesHolder(path, Metrics(CollectorRegistry()))
+    # Before the first load: Grafana's defaults.
+    assert holder.grafana_hmac().signature_header == "X-Grafana-Alerting-Signature"
+    holder.load()
+    assert holder.grafana_hmac().timestamp_header is None
+    path.write_text(ONE + "grafana: {hmac: {timestamp_header: X-Signed-At}}\n")
+    holder.load()
+    assert holder.grafana_hmac().timestamp_header == "X-Signed-At"

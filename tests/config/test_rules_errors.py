@@ -86,6 +86,31 @@ CASES = [
         "incident_cost_unit.yaml",
         "4: context.budget: incident_cost needs unit usd_per_hour (it integrates $/hour)",
     ),
+    # Grafana's HMAC headers: real header names, two of them, none the endpoint reads.
+    (
+        "grafana_bad_header.yaml",
+        "5: grafana.hmac.signature_header: 'X Grafana Signature' is not an HTTP header name: "
+        "letters, digits and dashes, e.g. X-Grafana-Alerting-Signature",
+    ),
+    (
+        "grafana_same_header.yaml",
+        "4: grafana.hmac: signature_header and timestamp_header must be two headers",
+    ),
+    (
+        "grafana_reserved_header.yaml",
+        "4: grafana.hmac: Authorization carries something else: name another header",
+    ),
+    # Grafana's contact point says `header`; the rules file says which header it is.
+    (
+        "grafana_unknown_key.yaml",
+        "5: grafana.hmac.header: unknown key 'header': remove it or check its spelling",
+    ),
+    # A `when` on a Grafana value names its query's refId.
+    (
+        "grafana_no_ref.yaml",
+        "6: routes[0].when.grafana.: name the query of the Grafana alert rule: "
+        "grafana.<refId>, e.g. grafana.A",
+    ),
 ]
 
 

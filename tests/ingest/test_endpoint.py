@@ -22,7 +22,12 @@ def test_accepts_real_alertmanager_payload(client: httpx.Client) -> None:
     r = client.post("/alerts", json=fixture("alertmanager-webhook-v4-group.json"), headers=AUTH)
     assert r.status_code == 200
     assert r.json() == {"accepted": 3, "duplicates": 0, "rejected": []}
-    assert metric(client, "alert_router_alerts_received_total", 'outcome="accepted"') == 3
+    assert (
+        metric(
+            client, "alert_router_alerts_received_total", 'outcome="accepted",source="alertmanager"'
+        )
+        == 3
+    )
 
 
 def test_exact_copy_within_window_is_a_duplicate(client: httpx.Client) -> None:
@@ -35,7 +40,14 @@ def test_exact_copy_within_window_is_a_duplicate(client: httpx.Client) -> None:
         "/alerts", json=fixture("alertmanager-webhook-v4-resolved.json"), headers=AUTH
     )
     assert resolved.json()["accepted"] == 1
-    assert metric(client, "alert_router_alerts_received_total", 'outcome="duplicate"') == 1
+    assert (
+        metric(
+            client,
+            "alert_router_alerts_received_total",
+            'outcome="duplicate",source="alertmanager"',
+        )
+        == 1
+    )
 
 
 def test_unknown_fields_are_ignored(client: httpx.Client) -> None:
@@ -70,7 +82,14 @@ def test_invalid_alerts_are_rejected_and_the_rest_accepted(client: httpx.Client)
     assert "alertname" in reasons[2]
     assert "startsAt" in reasons[3]
     assert "status" in reasons[4] and "status" in reasons[5]
-    assert metric(client, "alert_router_alerts_rejected_total", 'reason="invalid_alert"') == 6
+    assert (
+        metric(
+            client,
+            "alert_router_alerts_rejected_total",
+            'reason="invalid_alert",source="alertmanager"',
+        )
+        == 6
+    )
 
 
 def test_only_invalid_alerts_is_400(client: httpx.Client) -> None:

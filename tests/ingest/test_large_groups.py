@@ -21,7 +21,7 @@ import pytest
 
 from receiver.config.settings import DEFAULT_MAX_BODY_BYTES
 from receiver.ingest.parse import parse_webhook
-from receiver.metrics import WEBHOOK_REFUSALS
+from receiver.metrics import WEBHOOK_REFUSALS, WEBHOOK_SOURCES
 from tests.ingest.support import AUTH, large_group, metric
 from tests.k8s.files import read_manifests
 from tests.service import TOKEN, ServerProcess, ServerThread, make_settings, start_service
@@ -58,7 +58,14 @@ def _body_over(limit: int) -> bytes:
 
 
 def _refusals(client: httpx.Client) -> dict[str, float]:
-    return {reason: metric(client, REFUSED, f'reason="{reason}"') for reason in WEBHOOK_REFUSALS}
+    """Refusals by reason, over every source (each reason x source series must exist)."""
+    return {
+        reason: sum(
+            metric(client, REFUSED, f'reason="{reason}",source="{source}"')
+            for source in WEBHOOK_SOURCES
+        )
+        for reason in WEBHOOK_REFUSALS
+    }
 
 
 def test_refusals_start_at_zero(client: httpx.Client) -> None:
@@ -74,7 +81,12 @@ def test_a_group_of_2000_realistic_alerts_is_accepted_end_to_end(
     r = client.post("/alerts", content=body, headers=JSON)
     assert r.status_code == 200, r.text[:300]
     assert r.json() == {"accepted": 2000, "duplicates": 0, "rejected": []}
-    assert metric(client, "alert_router_alerts_received_total", 'outcome="accepted"') == 2000
+    assert (
+        metric(
+            client, "alert_router_alerts_received_total", 'outcome="accepted",source="alertmanager"'
+        )
+        == 2000
+    )
     # Every alert is routed on: nothing stays in the inbox.
     store = default_server.service.store
     wait_until(lambda: default_server.call(store.depths)["inbox"] == 0, timeout=60)
@@ -90,7 +102,7 @@ def test_a_group_over_the_limit_is_413_and_counted(
     assert r.json()["error"] == f"body larger than {DEFAULT_MAX_BODY_BYTES} bytes"
     assert "ALERT_ROUTER_MAX_BODY_BYTES" in r.json()["details"][0]
     assert _refusals(client) == {**dict.fromkeys(WEBHOOK_REFUSALS, 0.0), "too_large": 1.0}
-    assert metric(client, "alert_router_webhooks_total", 'code="413"') == 1
+    assert metric(client, "alert_router_webhooks_total", 'code="413",source="unknown"') == 1
     assert default_server.call(default_server.service.store.depths)["inbox"] == 0
 
 

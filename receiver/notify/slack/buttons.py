@@ -26,7 +26,7 @@ from receiver.config.rules import Rules
 from receiver.models import SOURCES, Notification, episode_key, format_time
 from receiver.notify import grafana
 from receiver.notify.slack.text import MAX_BUTTON_URL, mrkdwn, plain, web_url
-from receiver.routing.routes import route_alert
+from receiver.routing.routes import condition_values, route_alert
 
 MAX_BUTTON_VALUE = 2000  # Slack: button value max 2000 characters
 
@@ -80,7 +80,9 @@ def slack_buttons(rules: Rules, destination: str) -> Buttons | None:
         if not pagerduty:
             return ()
         alert = notification.alert
-        targets = route_alert(rules, alert.labels, notification.context.numbers())
+        targets = route_alert(
+            rules, alert.labels, condition_values(alert, notification.context.numbers())
+        )
         return [t.destination for t in targets if t.destination in pagerduty]
 
     # Grafana alerts are silenced in Grafana, which needs no `alertmanager.url`.
