@@ -104,6 +104,14 @@ class Metrics:
             "Notifications kept as dead letters (permanent vendor errors), waiting for replay.",
             registry=r,
         )
+        self.claims_taken_over = Counter(
+            "alert_router_claims_taken_over_total",
+            "Claimed alerts (inbox) and notifications (outbox) taken over after their "
+            "replica's lease ran out: a replica died. Taken-over outbox items that were "
+            "mid-send are the only source of duplicates.",
+            ["queue"],
+            registry=r,
+        )
         self.digests = Counter(
             "alert_router_slack_digests_total",
             "Slack digest messages sent instead of one message per alert.",
@@ -155,6 +163,7 @@ class Metrics:
                 self.webhooks_refused.labels(reason, source)
         for queue in ("inbox", "outbox"):
             self.queue_depth.labels(queue)
+            self.claims_taken_over.labels(queue)
         for outcome in ("success", "failure"):
             self.config_reloads.labels(outcome)
         for outcome in ("success", "failure"):

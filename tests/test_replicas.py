@@ -7,7 +7,10 @@ PagerDuty servers. What reaches those servers is counted per destination, alert 
 - two Alertmanagers that do not gossip, each sending to its own replica: one notification
   per alert episode per destination, resolves paired with their triggers;
 - SIGKILL of one replica mid-storm: the other finishes everything once the dead one's leases
-  expire, and duplicates come only from what the dead replica had claimed;
+  expire, and duplicates come only from what the dead replica had claimed; with the default
+  lease, the failover time (SIGKILL to the last of its claimed alerts delivered);
+- SIGTERM of one replica mid-storm (a rolling update): it releases its claims, and the other
+  finishes everything without waiting for a lease;
 - resolves that arrive while the dead replica still holds their firing: sent after it;
 - Redis killed and restarted with AOF (appendfsync always) mid-run: nothing lost;
 - Redis stopped: 503 on ingest and /readyz not ready; then recovery, and the queued work
@@ -31,6 +34,7 @@ from typing import Any
 import httpx
 import pytest
 
+from receiver.pipeline.tuning import Tuning
 from receiver.samples import webhook
 from tests.fakes.alertmanager import AlertmanagerFactory, alertmanager_factory_fixture, am_alert
 from tests.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
@@ -44,17 +48,23 @@ from tests.support import HangingServer, wait_until
 __all__ = ["alertmanager_factory_fixture"]
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# How long a replica keeps what it claimed (ALERT_ROUTER_LEASE_SECONDS; 120 s by default):
-# short, so the survivor of a SIGKILL takes the dead replica's work over within seconds.
+# How long a replica keeps what it claimed (ALERT_ROUTER_LEASE_SECONDS): shorter than the
+# default, so the survivor of a SIGKILL takes the dead replica's work over within seconds.
 LEASE = 3.0
+# The default lease, which the pipeline renews while it works (ALERT_ROUTER_LEASE_SECONDS'
+# default is the pipeline's).
+DEFAULT_LEASE = Tuning().lease
+# A failover must finish within this long of a SIGKILL (beyond the vendors' rate limits,
+# which these tests do not set).
+FAILOVER_MAX = 15.0
 # The Redis store's key prefix (receiver/store_redis.py), to look at claimed work.
 PREFIX = "alert-router"
 DESTINATIONS = ("hook", "pd")
 # The alertnames the tests make: a tag and four digits.
-NAME = re.compile(r"\b(?:Ha|Storm|Crash|Aof|Down)\d{4}\b")
+NAME = re.compile(r"\b(?:Ha|Storm|Crash|Aof|Down|Fail|Roll)\d{4}\b")
 # How a Slack message names an alert it notifies: "FIRING: X" (one alert), "*FIRING* X" (a
 # digest line), "[FIRING] X" (the fallback text).
-SLACK_NOTICE = re.compile(r"\b(FIRING|RESOLVED)\W+((?:Ha|Storm|Crash|Aof|Down)\d{4})\b")
+SLACK_NOTICE = re.compile(r"\b(FIRING|RESOLVED)\W+((?:Ha|Storm|Crash|Aof|Down|Fail|Roll)\d{4})\b")
 
 RULES = """
 destinations:
@@ -278,6 +288,7 @@ class Cluster:
         slack_rate: float = 0,
         context: bool = False,
         prometheus: Sequence[str | None] = (),
+        lease: float = LEASE,
     ) -> list[ServerProcess]:
         """Start `count` replicas and wait until each is ready. `prometheus`: the
         PROMETHEUS_URL of each (None: nothing listens)."""
@@ -290,7 +301,7 @@ class Cluster:
                 self.tmp_path,
                 config,
                 state=self.redis.url,
-                lease=LEASE,
+                lease=lease,
                 slack_api_url=f"{self.slack.base_url}/api/",
                 pagerduty_events_url=self.pagerduty.url,
                 prometheus_url=url or "http://127.0.0.1:9",
@@ -374,6 +385,34 @@ class Cluster:
             }
         return found
 
+    def held_by(self, proc: ServerProcess) -> set[tuple[str, str]]:
+        """Claims of `proc` whose lease runs now: ("inbox", id) or (destination, outbox id).
+        A claim names its owner, whose id carries the process id."""
+        mine = f"/{proc.proc.pid}/"
+        now = time.time()
+        found = set()
+        owners = self.redis.command("HGETALL", f"{PREFIX}:inbox:owner")
+        for id_, owner in owners.items():
+            at = self.redis.command("ZSCORE", f"{PREFIX}:inbox:leased", id_)
+            if mine in owner and at is not None and float(at) > now:
+                found.add(("inbox", id_))
+        for destination in DESTINATIONS:
+            key = f"{PREFIX}:outbox:wait:{destination}"
+            for id_ in self.redis.command("ZRANGEBYSCORE", key, repr(now), "+inf"):
+                owner = self.redis.command("HGET", f"{PREFIX}:outbox:item:{id_}", "owner")
+                if owner is not None and mine in owner:
+                    found.add((destination, id_))
+        return found
+
+    def inbox_alerts(self, held: set[tuple[str, str]]) -> set[str]:
+        """The alertnames of held inbox items."""
+        names: set[str] = set()
+        for queue, id_ in held:
+            if queue == "inbox":
+                payload = self.redis.command("HGET", f"{PREFIX}:inbox", id_)
+                names |= set(NAME.findall(payload or ""))
+        return names
+
     def notifications(self, leased: set[tuple[str, str]]) -> set[Key]:
         """(destination, alertname, status) of leased outbox items."""
         keys: set[Key] = set()
@@ -392,13 +431,11 @@ class Cluster:
     ) -> set[tuple[str, str]]:
         """SIGSTOP `proc` and return the work it holds if that is `wanted`; else let it go on
         and return an empty set. The freeze only picks the moment of the SIGKILL that
-        follows. A claim made before the freeze has a lease ending by then + LEASE; one
-        still running a second later is the frozen replica's, as the live one settles its
-        claims sooner (and the claims it makes later end later)."""
-        frozen_at = time.time()
+        follows. Each claim names its owner, so what the frozen replica holds is known
+        exactly (a moment after the freeze, for the commands it sent just before)."""
         proc.proc.send_signal(signal.SIGSTOP)
-        time.sleep(1.0)
-        held = self.leased(until=frozen_at + LEASE + 0.05)
+        time.sleep(0.3)
+        held = self.held_by(proc)
         if held and wanted(held):
             return held
         proc.proc.send_signal(signal.SIGCONT)
@@ -525,6 +562,139 @@ def test_sigkill_of_one_replica_mid_storm_loses_nothing(cluster: Cluster) -> Non
     print(result.figures("... and resolved"))
     assert result.left_firing() == []
     assert_pagerduty_paired(cluster.pagerduty, alerts)
+
+
+def storm_until(
+    cluster: Cluster,
+    a: ServerProcess,
+    b: ServerProcess,
+    firing: Sequence[Mapping[str, Any]],
+    stop_when: Callable[[int], bool],
+) -> int:
+    """The HA pair's two copies of each webhook, one to each replica, until `stop_when(index)`
+    says to stop `a` (the caller does); then the survivor `b` gets the rest. Returns the index
+    at which `a` was stopped (len(firing) if never)."""
+    for index, body in enumerate(firing):
+        for proc in (a, b) if index % 2 else (b, a):
+            cluster.deliver(proc, body)
+        if stop_when(index):
+            for rest in firing[index + 1 :]:
+                cluster.deliver(b, rest)
+            return index
+    return len(firing)
+
+
+def test_failover_after_sigkill_with_the_default_lease(cluster: Cluster) -> None:
+    """The dead replica's claims move within one default lease: no longer than
+    FAILOVER_MAX from the SIGKILL to the last of its claimed alerts delivered."""
+    a, b = cluster.start(2, lease=DEFAULT_LEASE)
+    alerts = make_alerts("Fail", 600)
+    triggers = sum("pd" in s.destinations for s in alerts)
+    cluster.pagerduty.script(*[PagerDutyAnswer(delay=0.01, process=True)] * triggers)
+    starts = started_minutes_ago(5)
+    held: set[tuple[str, str]] = set()
+    killed_at = 0.0
+
+    def kill_when_holding(index: int) -> bool:
+        nonlocal held, killed_at
+        if index < 4:
+            return False
+        held = cluster.freeze_holding(a)
+        if held:
+            killed_at = time.monotonic()
+            a.kill()
+        return bool(held)
+
+    storm_until(cluster, a, b, bodies(alerts, 50, starts), kill_when_holding)
+    assert a.proc.returncode == -signal.SIGKILL, "the replica never held claimed work"
+    by_name = {s.name: s for s in alerts}
+    orphaned = cluster.notifications(held) | expected(
+        [by_name[n] for n in cluster.inbox_alerts(held)], ["firing"]
+    )
+
+    deadline = time.monotonic() + FAILOVER_MAX + 15
+    while time.monotonic() < deadline:
+        seen = cluster.tally(orphaned, 0).seen
+        if all(seen[k] for k in orphaned):
+            break
+        time.sleep(0.05)
+    failover = time.monotonic() - killed_at
+    result = cluster.wait_delivered(expected(alerts, ["firing"]), len(alerts), timeout=30)
+    print(result.figures("failover after SIGKILL"))
+    print(
+        f"failover: the killed replica held {len(held)} claims ({len(orphaned)} "
+        f"notifications); the last of them was delivered {failover:.1f}s after the SIGKILL "
+        f"(lease {DEFAULT_LEASE:g}s)"
+    )
+    assert failover <= FAILOVER_MAX
+    assert result.lost == set() and result.unexpected == set()
+    assert set(result.duplicated) <= orphaned, set(result.duplicated) - orphaned
+    assert all(extra == 1 for extra in result.duplicated.values())
+    # The survivor counts what it took over from the dead replica: at least the duplicates
+    # (each was a notification mid-send at the kill), never more than the dead one held.
+    taken_over = sum(
+        _sample(b, "alert_router_claims_taken_over_total", queue=queue)
+        for queue in ("inbox", "outbox")
+    )
+    assert len(result.duplicated) <= taken_over <= len(held)
+    print(f"failover: the survivor took over {taken_over:g} claims")
+
+
+def _sample(proc: ServerProcess, name: str, **labels: str) -> float:
+    """One sample of a replica's /metrics, 0 when absent."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    text = httpx.get(f"{proc.url}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_sigterm_of_one_replica_mid_storm_waits_for_no_lease(cluster: Cluster) -> None:
+    """A rolling update: the stopped replica releases what it claimed and is not sending,
+    and the survivor delivers everything well before one lease would have run out."""
+    a, b = cluster.start(2, lease=DEFAULT_LEASE)
+    alerts = make_alerts("Roll", 600)
+    # PagerDuty takes 50 ms a trigger: the replica has sends in flight at the SIGTERM.
+    triggers = sum("pd" in s.destinations for s in alerts)
+    cluster.pagerduty.script(*[PagerDutyAnswer(delay=0.05, process=True)] * triggers)
+    starts = started_minutes_ago(5)
+    held: set[tuple[str, str]] = set()
+    stopped_at = 0.0
+    code: int | None = None
+
+    def stop_when_holding(index: int) -> bool:
+        nonlocal held, stopped_at, code
+        if index < 4:
+            return False
+        look_until = time.monotonic() + 1.0
+        while not held and time.monotonic() < look_until:
+            held = cluster.held_by(a)
+        if not held:
+            return False
+        stopped_at = time.monotonic()
+        code = a.stop()  # SIGTERM, and wait for the exit
+        return True
+
+    storm_until(cluster, a, b, bodies(alerts, 50, starts), stop_when_holding)
+    assert code is not None, "the replica never held claimed work"
+    exited = time.monotonic() - stopped_at
+    want = expected(alerts, ["firing"])
+    result = cluster.wait_delivered(want, len(alerts), timeout=DEFAULT_LEASE)
+    handover = time.monotonic() - stopped_at
+    print(result.figures("SIGTERM mid-storm"))
+    print(
+        f"graceful stop: the stopped replica held {len(held)} claims, exited {exited:.1f}s "
+        f"after SIGTERM; the survivor finished {handover:.1f}s after it "
+        f"(lease {DEFAULT_LEASE:g}s)"
+    )
+    assert code == 0 and exited < 10.0
+    # Nothing waited for a lease: its claims were released, not left to run out.
+    assert handover < DEFAULT_LEASE / 2
+    assert cluster.held_by(a) == set()
+    assert result.lost == set() and result.unexpected == set()
+    # Sends in flight at the SIGTERM finished and were recorded: nothing went out twice.
+    assert result.duplicated == {}
 
 
 def test_resolves_wait_for_firing_held_by_a_killed_replica(

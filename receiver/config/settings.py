@@ -40,9 +40,10 @@ class Settings(BaseSettings):
     )
     # Exact copies (same fingerprint, status, startsAt) within this window are duplicates.
     dedup_window: float = Field(default=60.0, alias="ALERT_ROUTER_DEDUP_WINDOW", ge=0)
-    # How long a claimed alert or notification stays with the replica that claimed it;
-    # after that, another replica (Redis) takes it over.
-    lease: float = Field(default=120.0, alias="ALERT_ROUTER_LEASE_SECONDS", gt=0)
+    # How long a claim outlives its replica: a heartbeat renews the claims of a live
+    # replica three times per lease, so a dead replica's work moves to another within one
+    # lease (tests/test_replicas.py measures the failover), and a slow one keeps its own.
+    lease: float = Field(default=12.0, alias="ALERT_ROUTER_LEASE_SECONDS", gt=0)
     # Connections served at once; one more is answered 503 (Alertmanager retries a 5xx).
     max_connections: int = Field(default=512, alias="ALERT_ROUTER_MAX_CONNECTIONS", gt=0)
     # A request whose head and body have not arrived this long after its first byte is

@@ -18,8 +18,9 @@ from receiver.config.schema import DestinationSpec
 from receiver.metrics import Metrics
 from receiver.models import Notification
 from receiver.notify.base import Notifier, NotifyError, Ref
+from receiver.pipeline.claims import Held
 from receiver.pipeline.retry import Retries, SendFailure, send_failure
-from receiver.pipeline.scheduler import Scheduler, wait_for_wake
+from receiver.pipeline.scheduler import Scheduler, pause, wait_for_wake
 from receiver.pipeline.tuning import Tuning
 from receiver.store.base import OutboxItem, Store, StoreError
 
@@ -64,10 +65,14 @@ class Delivery:
         metrics: Metrics,
         retries: Retries,
         scheduler: Scheduler,
+        held: Held,
         *,
         clock: Callable[[], float],
         tuning: Callable[[], Tuning],
+        stopping: asyncio.Event,
     ) -> None:
+        self._held = held
+        self._stopping = stopping
         self._store = store
         self._metrics = metrics
         self._retries = retries
@@ -76,8 +81,8 @@ class Delivery:
         self._tuning = tuning
 
     async def run(self, dest: Destination) -> None:
-        """The delivery loop of `dest`, until cancelled."""
-        while True:
+        """The delivery loop of `dest`, until `stopping` is set (or cancelled)."""
+        while not self._stopping.is_set():
             dest.wake.clear()
             try:
                 started = time.perf_counter()
@@ -94,10 +99,10 @@ class Delivery:
                     "delivery paused: store unavailable",
                     extra={"destination": dest.name, "error": str(exc)},
                 )
-                await asyncio.sleep(_PAUSE_AFTER_ERROR)
+                await pause(self._stopping, _PAUSE_AFTER_ERROR)
             except Exception:
                 log.exception("delivery loop failed", extra={"destination": dest.name})
-                await asyncio.sleep(_PAUSE_AFTER_ERROR)
+                await pause(self._stopping, _PAUSE_AFTER_ERROR)
 
     async def deliver_once(self, dest: Destination) -> int:
         """Send the next message for `dest`; returns how many notifications it carried."""
@@ -124,13 +129,30 @@ class Delivery:
                 return 0
         notifier = dest.notifier
         limit = notifier.max_batch if ready > t.digest_after else 1
-        items = await self._store.claim_outbox(name, max(1, limit), now, t.lease)
+        items = await self._store.claim_outbox(name, max(1, limit), now, t.lease, self._owner)
         if not items:
             return 0
+        self._held.took_outbox(items)
+        try:
+            return await self._send(dest, items, at)
+        except Exception:
+            # Not renewed any more: they come back when their lease runs out. (A cancel
+            # keeps them held, so that a stop releases those not being sent.)
+            self._held.settled(outbox=[item.id for item in items])
+            raise
+
+    @property
+    def _owner(self) -> str:
+        return self._held.owner
+
+    async def _send(self, dest: Destination, items: Sequence[OutboxItem], at: float) -> int:
+        """Send claimed `items` as one message at `at`, and record the outcome."""
+        name, notifier = dest.name, dest.notifier
         wait = at - self._clock()
         if wait > 0:
             await asyncio.sleep(wait)
         batch = [_notification(item) for item in items]
+        self._held.sending(items)
         try:
             refs = await notifier.notify(batch)
         except NotifyError as exc:
@@ -140,12 +162,14 @@ class Delivery:
             failure = send_failure(items, exc)
         else:
             await self._delivered(dest, items, refs)
+            self._held.settled(outbox=[item.id for item in items])
             await self._space(dest)
             if len(items) > 1:
                 self._metrics.digests.labels(name).inc()
             return len(items)
         await self._space(dest)
         await self._retries.failed(name, failure)
+        self._held.settled(outbox=[item.id for item in items])
         return len(items)
 
     async def _space(self, dest: Destination) -> None:
@@ -173,9 +197,19 @@ class Delivery:
         if at > now:
             await asyncio.sleep(at - now)
             now = self._clock()
-        items = await self._store.claim_outbox(dest.name, t.parallel_sends, now, t.lease)
+        items = await self._store.claim_outbox(
+            dest.name, t.parallel_sends, now, t.lease, self._owner
+        )
         if not items:
             return 0
+        self._held.took_outbox(items)
+        try:
+            return await self._send_parallel(dest, items)
+        except Exception:
+            self._held.settled(outbox=[item.id for item in items])
+            raise
+
+    async def _send_parallel(self, dest: Destination, items: Sequence[OutboxItem]) -> int:
         chains: dict[str, list[OutboxItem]] = {}
         for item in items:
             chains.setdefault(item.alert.episode, []).append(item)
@@ -185,9 +219,12 @@ class Delivery:
         sent = [pair for done, _ in outcomes for pair in done]
         if sent:
             await self._delivered(dest, [item for item, _ in sent], [ref for _, ref in sent])
+            self._held.settled(outbox=[item.id for item, _ in sent])
         for _, failures in outcomes:
             for failure in failures:
                 await self._retries.failed(dest.name, failure)
+                self._held.settled(outbox=[item.id for item in failure.items])
+        # What a stop kept from being sent stays held, for the stop to release.
         return len(items)
 
     async def _send_chain(
@@ -198,6 +235,9 @@ class Delivery:
         done: list[tuple[OutboxItem, Ref | None]] = []
         failures: list[SendFailure] = []
         for index, item in enumerate(chain):
+            if self._stopping.is_set():
+                break  # the rest is released for another replica
+            self._held.sending([item])
             try:
                 refs = await dest.notifier.notify([_notification(item)])
             except NotifyError as exc:

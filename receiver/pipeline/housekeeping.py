@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from receiver.config.rules import Rules
 from receiver.metrics import Metrics
+from receiver.pipeline.scheduler import pause
 from receiver.pipeline.tuning import Tuning
 from receiver.store.base import Store
 
@@ -24,7 +25,11 @@ class Housekeeping:
         *,
         clock: Callable[[], float],
         tuning: Callable[[], Tuning],
+        owner: str = "",
+        stopping: asyncio.Event | None = None,
     ) -> None:
+        self._owner = owner
+        self._stopping = stopping or asyncio.Event()
         self._store = store
         self._rules = rules
         self._metrics = metrics
@@ -35,8 +40,8 @@ class Housekeeping:
         self._orphaned: dict[str, float] = {}
 
     async def run(self) -> None:
-        """Every `housekeeping_interval`, until cancelled."""
-        while True:
+        """Every `housekeeping_interval`, until `stopping` is set (or cancelled)."""
+        while not self._stopping.is_set():
             try:
                 await self.refresh_gauges()
                 t = self._tuning()
@@ -46,7 +51,7 @@ class Housekeeping:
                 raise
             except Exception as exc:
                 log.warning("housekeeping failed", extra={"error": str(exc)})
-            await asyncio.sleep(self._tuning().housekeeping_interval)
+            await pause(self._stopping, self._tuning().housekeeping_interval)
 
     async def retire_orphans(self) -> int:
         """Dead-letter the notifications queued for destinations that the rules have not
@@ -64,7 +69,9 @@ class Housekeeping:
             retired = 0
             while True:
                 now = self._clock()
-                items = await self._store.claim_outbox(name, t.route_batch, now, t.lease)
+                items = await self._store.claim_outbox(
+                    name, t.route_batch, now, t.lease, self._owner
+                )
                 if not items:
                     break
                 await self._store.dead_letter(items, error, now)

@@ -16,9 +16,10 @@ from receiver.config.rules import Rules
 from receiver.dedup import SENDING
 from receiver.metrics import Metrics
 from receiver.models import Alert, CostContext
-from receiver.pipeline.scheduler import Scheduler, wait_for_wake
+from receiver.pipeline.claims import Held
+from receiver.pipeline.scheduler import Scheduler, pause, wait_for_wake
 from receiver.pipeline.tuning import Tuning
-from receiver.routing.routes import resolve_targets, route_alert
+from receiver.routing.routes import condition_values, resolve_targets, route_alert
 from receiver.store.base import Decision, InboxItem, Planned, Store, StoreError
 
 log = logging.getLogger("alert_router.pipeline")
@@ -53,12 +54,15 @@ class Routing:
         context: ContextSource,
         metrics: Metrics,
         scheduler: Scheduler,
+        held: Held,
         *,
         clock: Callable[[], float],
         tuning: Callable[[], Tuning],
         queued: Callable[[str], None],
+        stopping: asyncio.Event,
     ) -> None:
-        """`queued(destination)` is called when the destination has new notifications."""
+        """`queued(destination)` is called when the destination has new notifications;
+        the loop ends once `stopping` is set."""
         self._store = store
         self._rules = rules
         self._context = context
@@ -67,6 +71,8 @@ class Routing:
         self._clock = clock
         self._tuning = tuning
         self._queued = queued
+        self._held = held
+        self._stopping = stopping
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -74,8 +80,8 @@ class Routing:
         self._wake.set()
 
     async def run(self) -> None:
-        """The routing loop, until cancelled."""
-        while True:
+        """The routing loop, until `stopping` is set (or cancelled)."""
+        while not self._stopping.is_set():
             self._wake.clear()
             try:
                 # While webhooks arrive, routing takes small batches, so that no answer
@@ -92,18 +98,36 @@ class Routing:
                 raise
             except StoreError as exc:
                 log.error("routing paused: store unavailable", extra={"error": str(exc)})
-                await asyncio.sleep(_PAUSE_AFTER_ERROR)
+                await pause(self._stopping, _PAUSE_AFTER_ERROR)
             except Exception:
                 log.exception("routing failed; the alerts stay queued and are tried again")
-                await asyncio.sleep(_PAUSE_AFTER_ERROR)
+                await pause(self._stopping, _PAUSE_AFTER_ERROR)
 
     async def route_once(self, limit: int | None = None) -> int:
         """Route one batch (up to `limit`, default `route_batch`) from the inbox; returns
         how many alerts it took."""
         t = self._tuning()
-        items = await self._store.claim_inbox(limit or t.route_batch, self._clock(), t.lease)
+        owner = self._held.owner
+        items = await self._store.claim_inbox(limit or t.route_batch, self._clock(), t.lease, owner)
         if not items:
             return 0
+        self._held.took_inbox(items)
+        ids = [item.id for item in items]
+        try:
+            decisions = await self._route(items)
+        except Exception:
+            # Not renewed any more: the alerts come back when their lease runs out. (A
+            # cancel keeps them held, so that a stop releases them.)
+            self._held.settled(inbox=ids)
+            raise
+        self._held.settled(inbox=ids)
+        for name in self._record(decisions):
+            self._queued(name)
+        return len(items)
+
+    async def _route(self, items: Sequence[InboxItem]) -> list[Decision]:
+        """Cost context, routes and the store's dedup decisions for claimed `items`."""
+        t = self._tuning()
         rules = self._rules()
         alerts = [item.alert for item in items]
         contexts: list[CostContext] = []
@@ -113,10 +137,7 @@ class Routing:
                 await asyncio.sleep(0)  # let waiting webhooks be answered in between
             contexts += await self._context.enrich(rules, alerts[start : start + chunk])
         planned = plan(rules, items, contexts)
-        decisions = await self._store.plan([item.id for item in items], planned, self._clock())
-        for name in self._record(decisions):
-            self._queued(name)
-        return len(items)
+        return await self._store.plan([item.id for item in items], planned, self._clock())
 
     def _record(self, decisions: Sequence[Decision]) -> list[str]:
         """Count and log the store's decisions; the destinations that got something to
@@ -164,7 +185,9 @@ def plan(
     planned: list[Planned] = []
     for item, context in zip(items, contexts, strict=True):
         if item.alert.firing:
-            targets = route_alert(rules, item.alert.labels, context.numbers())
+            targets = route_alert(
+                rules, item.alert.labels, condition_values(item.alert, context.numbers())
+            )
         else:
             targets = resolve_targets(rules, item.alert.labels)
         if not targets:

@@ -56,3 +56,8 @@ async def wait_for_wake(event: asyncio.Event, seconds: float) -> None:
     so a wake-up that arrives during the work is not lost."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
+
+
+async def pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, or less if the pipeline is told to stop meanwhile."""
+    await wait_for_wake(stopping, seconds)

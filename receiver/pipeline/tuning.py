@@ -8,7 +8,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Tuning:
     route_batch: int = 500
-    lease: float = 120.0
+    # How long a claim outlives a replica that stops renewing it (it died): the time a
+    # dead replica's work waits before another takes it. Renewed three times a lease.
+    lease: float = 12.0
     poll_interval: float = 0.5
     # A Slack destination with more than this many notifications waiting gets a digest.
     digest_after: int = 5
@@ -35,3 +37,7 @@ class Tuning:
     # Closing a notifier releases one pooled connection; one that hangs (a peer that
     # never answers the close) must not hold up a shutdown.
     close_timeout: float = 5.0
+    # `Pipeline.stop`: a send in flight gets `send_grace` seconds to finish and be recorded;
+    # the whole stop returns within `stop_timeout`, abandoning what still runs then.
+    send_grace: float = 3.0
+    stop_timeout: float = 6.0

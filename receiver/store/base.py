@@ -18,6 +18,13 @@ class StoreError(Exception):
     """The store cannot read or write; ingest answers 503 so Alertmanager retries."""
 
 
+class ReadOnlyStoreError(StoreError):
+    """A write to a store opened read-only (`open_store(..., read_only=True)`)."""
+
+    def __init__(self) -> None:
+        super().__init__("the store is open read-only")
+
+
 @dataclass(frozen=True)
 class IngestResult:
     accepted: int
@@ -31,6 +38,8 @@ class InboxItem:
     id: str
     alert: Alert
     received_at: float
+    # Claimed before by a replica whose lease ran out (it died, or stalled for a lease).
+    taken_over: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,20 @@ class OutboxItem:
     received_at: float
     attempts: int
     ref: Mapping[str, str] | None
+    # Claimed before by a replica whose lease ran out: that replica may have sent it (a
+    # send in flight at a crash), so this send may be a duplicate.
+    taken_over: bool = False
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Ids of claimed work: inbox items and outbox notifications (any destination)."""
+
+    inbox: tuple[str, ...] = ()
+    outbox: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.inbox or self.outbox)
 
 
 @dataclass(frozen=True)
@@ -91,7 +114,11 @@ class Store(Protocol):
         duplicates. Returns only after the new alerts are durable."""
         ...
 
-    async def claim_inbox(self, limit: int, now: float, lease: float) -> list[InboxItem]: ...
+    async def claim_inbox(
+        self, limit: int, now: float, lease: float, owner: str = ""
+    ) -> list[InboxItem]:
+        """Lease up to `limit` inbox items to `owner` until `now + lease`."""
+        ...
 
     async def plan(
         self, inbox_ids: Sequence[str], planned: Sequence[Planned], now: float
@@ -106,8 +133,21 @@ class Store(Protocol):
         ...
 
     async def claim_outbox(
-        self, destination: str, limit: int, now: float, lease: float
-    ) -> list[OutboxItem]: ...
+        self, destination: str, limit: int, now: float, lease: float, owner: str = ""
+    ) -> list[OutboxItem]:
+        """Lease up to `limit` ready notifications of `destination` to `owner` until
+        `now + lease`."""
+        ...
+
+    async def renew(self, owner: str, claims: Claims, now: float, lease: float) -> Claims:
+        """Extend to `now + lease` each of `claims` that `owner` still holds (its lease not
+        yet run out); returns those it no longer holds (settled, or taken over)."""
+        ...
+
+    async def release(self, owner: str, claims: Claims) -> int:
+        """Make each of `claims` that `owner` holds claimable at once (a graceful stop);
+        returns how many were released."""
+        ...
 
     async def delivered(
         self, items: Sequence[OutboxItem], refs: Sequence[Mapping[str, str] | None], now: float

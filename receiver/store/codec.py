@@ -99,6 +99,7 @@ def outbox_item(
     notification: Notification,
     attempts: int | str,
     ref: Stored | None,
+    taken_over: bool = False,
 ) -> OutboxItem:
     """An outbox row as the pipeline sees it, from the fields either store reads back."""
     return OutboxItem(
@@ -111,4 +112,5 @@ def outbox_item(
         received_at=notification.received_at,
         attempts=int(attempts),
         ref=load_ref(ref),
+        taken_over=taken_over,
     )

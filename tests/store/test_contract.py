@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from receiver.dedup import LedgerEntry, decide
 from receiver.models import Alert, CostContext, DedupReason
-from receiver.store.base import Planned, Store
+from receiver.store.base import Claims, Planned, ReadOnlyStoreError, Store
 from receiver.store.redis import scripts
 from receiver.store.redis.store import RedisStore
 from receiver.store.sqlite.store import SqliteStore
@@ -82,31 +83,163 @@ async def test_ingest_dedups_exact_copies_within_window(store: Store) -> None:
     assert (other.accepted, other.duplicates) == (2, 0)
 
 
-async def test_inbox_lease_and_restart(
-    make_store: StoreFactory, request: pytest.FixtureRequest
-) -> None:
+async def test_inbox_lease_and_restart(make_store: StoreFactory) -> None:
     first = make_store()
     await first.open()
     await first.ingest([alert("x"), alert("y")], 100.0, 60)
-    claimed = await first.claim_inbox(10, 100.0, 60)
+    claimed = await first.claim_inbox(10, 100.0, 60, owner="dead")
     assert len(claimed) == 2
+    assert not any(i.taken_over for i in claimed)
     assert await first.claim_inbox(10, 101.0, 60) == []  # leased
     await first.close()
-    # A restart: work claimed by the dead process is available again.
+    # A restart: opening the store releases nothing (another process may still hold the
+    # claims: a replica on Redis, the CLI beside a router on SQLite); a dead process'
+    # claims come back when their lease (60 s from 100) expires.
     second = make_store()
     await second.open()
     try:
-        if request.node.callspec.params["make_store"] == "redis":
-            # Replicas share Redis: opening one must not take work the others hold; a
-            # dead replica's claims come back when their lease (60 s from 100) expires.
-            assert await second.claim_inbox(10, 159.0, 60) == []
-            again = await second.claim_inbox(10, 160.0, 60)
-        else:
-            # One process owns the SQLite file: a restart voids the old leases at once.
-            again = await second.claim_inbox(10, 102.0, 60)
+        assert await second.claim_inbox(10, 159.0, 60) == []
+        again = await second.claim_inbox(10, 160.0, 60, owner="new")
         assert sorted(i.alert.fingerprint for i in again) == ["x", "y"]
+        # Taken over from an owner whose lease ran out.
+        assert all(i.taken_over for i in again)
     finally:
         await second.close()
+
+
+async def test_renew_keeps_a_claim_and_release_hands_it_over(store: Store) -> None:
+    await store.ingest([alert("i1"), alert("i2"), alert("o1"), alert("o2")], 100.0, 60)
+    inbox = await store.claim_inbox(2, 100.0, 10, owner="a")
+    await route_all(store)  # o1, o2 queued
+    outbox = await store.claim_outbox("slack", 10, 100.0, 10, owner="a")
+    assert [i.alert.fingerprint for i in inbox] == ["i1", "i2"]
+    assert [i.alert.fingerprint for i in outbox] == ["o1", "o2"]
+    held = Claims(tuple(i.id for i in inbox), tuple(i.id for i in outbox))
+    # Another owner renews nothing of it; the owner renews all of it.
+    assert await store.renew("b", held, 105.0, 10) == held
+    assert await store.renew("a", held, 105.0, 10) == Claims()
+    # Past the first lease (110) but within the renewed one (115): still held.
+    assert await store.claim_inbox(10, 112.0, 10, owner="b") == []
+    assert await store.claim_outbox("slack", 10, 112.0, 10, owner="b") == []
+    # Another owner releases nothing; the owner's release makes it claimable at once.
+    assert await store.release("b", held) == 0
+    assert await store.claim_inbox(10, 113.0, 10, owner="b") == []
+    assert await store.release("a", held) == 4
+    again = await store.claim_inbox(10, 113.0, 10, owner="b")
+    sent = await store.claim_outbox("slack", 10, 113.0, 10, owner="b")
+    assert sorted(i.id for i in again) == sorted(held.inbox)
+    assert sorted(i.id for i in sent) == sorted(held.outbox)
+    # Released, not run out: no takeover.
+    assert not any(i.taken_over for i in again)
+    assert not any(i.taken_over for i in sent)
+    # The first owner holds none of it now: renewing reports it all lost.
+    assert await store.renew("a", held, 114.0, 10) == held
+
+
+async def test_a_lease_that_ran_out_is_not_renewed_and_is_a_takeover(store: Store) -> None:
+    await store.ingest([alert("t1")], 100.0, 60)
+    await route_all(store)
+    [item] = await store.claim_outbox("slack", 10, 100.0, 10, owner="a")
+    assert not item.taken_over
+    # The owner stalled past its lease: the claim is anyone's, and renewing it fails.
+    lost = await store.renew("a", Claims(outbox=(item.id,)), 111.0, 10)
+    assert lost == Claims(outbox=(item.id,))
+    [again] = await store.claim_outbox("slack", 10, 111.0, 10, owner="b")
+    assert again.id == item.id and again.taken_over
+    # Settled work is not renewed either, and a retry is no takeover.
+    await store.reschedule([again], 120.0, "HTTP 500")
+    assert await store.renew("b", Claims(outbox=(item.id,)), 112.0, 10) == Claims(outbox=(item.id,))
+    [retry] = await store.claim_outbox("slack", 10, 120.0, 10, owner="b")
+    assert not retry.taken_over
+    await store.delivered([retry], [None], 121.0)
+    assert await store.release("b", Claims(outbox=(item.id,))) == 0
+
+
+async def test_routed_inbox_items_are_not_renewed(store: Store) -> None:
+    await store.ingest([alert("r1")], 100.0, 60)
+    items = await store.claim_inbox(10, 100.0, 10, owner="a")
+    await store.plan([i.id for i in items], [planned(i.alert) for i in items], 100.0)
+    held = Claims(inbox=tuple(i.id for i in items))
+    assert await store.renew("a", held, 101.0, 10) == held
+    assert await store.release("a", held) == 0
+    assert await store.claim_inbox(10, 101.0, 10) == []
+
+
+async def test_read_only_open_changes_nothing(make_store: StoreFactory, tmp_path: Path) -> None:
+    """`dead-letters list` beside a running router: it reads, and no lease or row moves."""
+    router = make_store()
+    await router.open()
+    try:
+        await router.ingest([alert("a"), alert("b"), alert("c")], 100.0, 60)
+        await route_all(router)
+        [claimed, failed] = await router.claim_outbox("slack", 2, 100.0, 600, owner="r")
+        await router.dead_letter([failed], "HTTP 404", 100.0)
+        await router.ingest([alert("d")], 100.0, 60)
+        inbox = await router.claim_inbox(10, 100.0, 600, owner="r")
+        before = await _snapshot(router, make_store)
+
+        reader = _read_only(make_store, router)
+        await reader.open()
+        try:
+            [dead] = await reader.dead_letters()
+            assert dead.error == "HTTP 404"
+            assert await reader.depths() == {"inbox": 1, "outbox": 2, "dead_letters": 1}
+            assert await reader.queued_destinations() == {"slack"}
+            assert await reader.ledger_entry("slack", claimed.alert.episode) is None
+            assert await reader.ready_count("slack", 100.0) == 1
+            writes = [
+                reader.ingest([alert("e")], 101.0, 60),
+                reader.claim_inbox(10, 101.0, 60),
+                reader.plan([], [], 101.0),
+                reader.claim_outbox("slack", 10, 101.0, 60),
+                reader.delivered([claimed], [None], 101.0),
+                reader.reschedule([claimed], 101.0, "x"),
+                reader.dead_letter([claimed], "x", 101.0),
+                reader.replay_dead_letters(None, 101.0),
+                reader.check_writable(),
+                reader.purge(101.0, 60, 86400),
+                reader.reserve_send("slack", 1.0, 101.0),
+                reader.pause_destination("slack", 200.0),
+                reader.renew("r", Claims(tuple(i.id for i in inbox)), 101.0, 60),
+                reader.release("r", Claims(outbox=(claimed.id,))),
+            ]
+            for write in writes:
+                with pytest.raises(ReadOnlyStoreError, match="read-only"):
+                    await write
+        finally:
+            await reader.close()
+        assert await _snapshot(router, make_store) == before
+        # The router's claims still hold: nothing was released by the reader's open.
+        assert await router.claim_inbox(10, 101.0, 60) == []
+        assert await router.ready_count("slack", 101.0) == 1
+    finally:
+        await router.close()
+
+
+def _read_only(make_store: StoreFactory, like: Store) -> Store:
+    if isinstance(like, SqliteStore):
+        return SqliteStore(like.path, read_only=True)
+    assert isinstance(like, RedisStore)
+    return RedisStore(like._url, read_only=True)
+
+
+async def _snapshot(store: Store, make_store: StoreFactory) -> object:
+    """Every row and key of the store's state, leases included."""
+    if isinstance(store, SqliteStore):
+        conn = sqlite3.connect(store.path)
+        try:
+            return {
+                table: conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
+                for table in ("seen", "inbox", "outbox", "ledger", "dead_letters", "meta")
+            }
+        finally:
+            conn.close()
+    assert isinstance(store, RedisStore)
+    client = store._redis()
+    state = {}
+    for key in sorted(await client.keys("*")):
+        state[key] = (await client.type(key), await client.dump(key))
+    return state
 
 
 async def test_first_repeat_and_resolve(store: Store) -> None:

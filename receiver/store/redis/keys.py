@@ -5,10 +5,12 @@
 - The inbox: `P:inbox` (hash id -> alert JSON), `P:inbox:ready` (zset, score = id: claimable,
   in arrival order), `P:inbox:leased` (zset, score = lease expiry), `P:inbox:seq`,
   `P:inbox:episodes` (hash id -> "<status> <episode>") and `P:inbox:firing` (hash episode ->
-  id of its firing), so a resolve is not routed before its firing.
+  id of its firing), so a resolve is not routed before its firing, and `P:inbox:owner` (hash
+  id -> the owner of its claim).
 - The outbox, one queue per destination D: `P:outbox:item:<id>` (hash: the notification,
   attempts, last error), `P:outbox:ready:D` (zset, score = id), `P:outbox:wait:D` (zset,
-  score = when it becomes claimable: a lease expiry or a retry's not_before),
+  score = when it becomes claimable: a lease expiry or a retry's not_before; a claimed item's
+  hash names its `owner`),
   `P:outbox:ids` (set, for the depth), `P:outbox:pending` (hash "<status> <ledger key>" ->
   id: at most one queued notification per destination, episode and status), `P:outbox:seq`,
   `P:outbox:destinations` (set: destinations that may have queued notifications).
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from redis.asyncio import Redis
+
 from receiver.models import Alert, format_time
 
 
@@ -39,6 +43,7 @@ class Keys:
         self.inbox_seq = f"{prefix}:inbox:seq"
         self.inbox_episodes = f"{prefix}:inbox:episodes"
         self.inbox_firing = f"{prefix}:inbox:firing"
+        self.inbox_owner = f"{prefix}:inbox:owner"
         self.outbox_item = f"{prefix}:outbox:item:"
         self.outbox_ids = f"{prefix}:outbox:ids"
         self.outbox_seq = f"{prefix}:outbox:seq"
@@ -70,3 +75,15 @@ class Keys:
 def glob_escape(text: str) -> str:
     """`text` matched literally in a Redis SCAN pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+async def scan_destinations(client: Redis, keys: Keys) -> set[str]:
+    """The destinations that have queue keys, found by the keys' names (a scan of the whole
+    keyspace: for queues older than the destinations set, and for a read-only store)."""
+    found: set[str] = set()
+    for base in (keys.ready(""), keys.wait("")):
+        pattern = glob_escape(base) + "*"
+        async for key in client.scan_iter(match=pattern, count=1000):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            found.add(name[len(base) :])
+    return found

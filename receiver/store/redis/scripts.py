@@ -35,7 +35,11 @@ NAMES = (
     "purge",
     "reserve_send",
     "pause",
+    "renew",
+    "release",
 )
+# The scripts that only read: the ones a read-only store may run.
+READ_ONLY = frozenset({"dead_letters"})
 
 _PREPENDED = re.compile(r"^-- Prepended when loaded: (\S+\.lua)", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\$\{(\w+(?:\.\w+)?)\}")

@@ -7,8 +7,10 @@ Redis' own clock only drives TTLs. The key layout is in `keys.py`.
 
 Queues are sorted sets with leases, not streams: claiming moves the due ids of the wait set
 back to the ready set, then takes the lowest ids and parks them in the wait set scored
-now + lease. Work claimed by a replica that died is claimable by any replica once its lease
-expires; opening a store releases nothing, because the other replicas are alive.
+now + lease, naming their owner (one per pipeline). The owner renews its leases while it
+works and releases them when it stops; work claimed by a replica that died is claimable by
+any replica once its lease expires; opening a store releases nothing, because the other
+replicas are alive. A read-only store (`read_only=True`) sends Redis no write.
 
 One Redis primary holds everything: scripts name keys they compute, so Redis Cluster is
 not supported. Persistence: see `connection.py`.
@@ -31,18 +33,20 @@ from receiver.dedup import LedgerEntry
 from receiver.models import Alert, DedupReason
 from receiver.store import codec
 from receiver.store.base import (
+    Claims,
     DeadLetter,
     Decision,
     InboxItem,
     IngestResult,
     OutboxItem,
     Planned,
+    ReadOnlyStoreError,
     StoreError,
 )
 from receiver.store.redis import scripts
 from receiver.store.redis.connection import check_persistence, connect
 from receiver.store.redis.errors import store_errors, url_secrets
-from receiver.store.redis.keys import Keys, glob_escape
+from receiver.store.redis.keys import Keys, scan_destinations
 
 log = logging.getLogger("alert_router.store")
 
@@ -65,9 +69,15 @@ class RedisStore:
     unix:// URL); any number of RedisStore instances may share one Redis."""
 
     def __init__(
-        self, url: str, *, prefix: str = "alert-router", socket_timeout: float = 5.0
+        self,
+        url: str,
+        *,
+        prefix: str = "alert-router",
+        socket_timeout: float = 5.0,
+        read_only: bool = False,
     ) -> None:
         self.url = redact_url(url)
+        self.read_only = read_only
         self._url = url
         self._secrets = url_secrets(url)
         self._socket_timeout = socket_timeout
@@ -113,7 +123,13 @@ class RedisStore:
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return store_errors(self.url, self._secrets)
 
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError
+
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if name not in scripts.READ_ONLY:
+            self._writable()
         script = self._scripts.get(name)
         if script is None or self._client is None:
             raise StoreError("the Redis store is not open")
@@ -139,19 +155,31 @@ class RedisStore:
         )
         return IngestResult(int(accepted), int(duplicates))
 
-    async def claim_inbox(self, limit: int, now: float, lease: float) -> list[InboxItem]:
+    async def claim_inbox(
+        self, limit: int, now: float, lease: float, owner: str = ""
+    ) -> list[InboxItem]:
+        self._writable()
         if limit <= 0:
             return []
         k = self._keys
         rows = await self._script(
             "claim_inbox",
-            [k.inbox, k.inbox_ready, k.inbox_leased, k.inbox_episodes, k.inbox_firing],
-            [_num(now), _num(now + lease), limit, _num(now + 1.0)],
+            [
+                k.inbox,
+                k.inbox_ready,
+                k.inbox_leased,
+                k.inbox_episodes,
+                k.inbox_firing,
+                k.inbox_owner,
+            ],
+            [_num(now), _num(now + lease), limit, _num(now + 1.0), owner],
         )
         items = []
-        for id_, payload in rows:
+        for id_, payload, taken in rows:
             received = codec.load_received(payload)
-            items.append(InboxItem(id_, received.alert, received.received_at))
+            items.append(
+                InboxItem(id_, received.alert, received.received_at, taken_over=bool(taken))
+            )
         return items
 
     async def plan(
@@ -184,6 +212,7 @@ class RedisStore:
                 k.inbox_episodes,
                 k.inbox_firing,
                 k.destinations,
+                k.inbox_owner,
             ],
             args,
         )
@@ -203,15 +232,16 @@ class RedisStore:
         return count if at_most is None else min(count, at_most)
 
     async def claim_outbox(
-        self, destination: str, limit: int, now: float, lease: float
+        self, destination: str, limit: int, now: float, lease: float, owner: str = ""
     ) -> list[OutboxItem]:
+        self._writable()
         if limit <= 0:
             return []
         k = self._keys
         rows = await self._script(
             "claim_outbox",
             [k.ready(destination), k.wait(destination), k.pending],
-            [_num(now), _num(now + lease), limit, k.outbox_item, _num(now + 1.0)],
+            [_num(now), _num(now + lease), limit, k.outbox_item, _num(now + 1.0), owner],
         )
         return [
             codec.outbox_item(
@@ -222,9 +252,33 @@ class RedisStore:
                 notification=codec.load_notification(body),
                 attempts=attempts,
                 ref=ref,
+                taken_over=bool(taken),
             )
-            for id_, route, reason, body, attempts, ref in rows
+            for id_, route, reason, body, attempts, ref, taken in rows
         ]
+
+    async def renew(self, owner: str, claims: Claims, now: float, lease: float) -> Claims:
+        self._writable()
+        if not claims:
+            return Claims()
+        k = self._keys
+        args = [owner, _num(now), _num(now + lease), k.outbox_item, len(claims.inbox)]
+        lost_inbox, lost_outbox = await self._script(
+            "renew", [k.inbox_leased, k.inbox_owner], [*args, *claims.inbox, *claims.outbox]
+        )
+        return Claims(tuple(lost_inbox), tuple(lost_outbox))
+
+    async def release(self, owner: str, claims: Claims) -> int:
+        self._writable()
+        if not claims:
+            return 0
+        k = self._keys
+        count = await self._script(
+            "release",
+            [k.inbox, k.inbox_ready, k.inbox_leased, k.inbox_owner],
+            [owner, k.outbox_item, len(claims.inbox), *claims.inbox, *claims.outbox],
+        )
+        return int(count)
 
     async def delivered(
         self, items: Sequence[OutboxItem], refs: Sequence[Mapping[str, str] | None], now: float
@@ -277,6 +331,7 @@ class RedisStore:
         ]
 
     async def replay_dead_letters(self, ids: Sequence[str] | None, now: float) -> int:
+        self._writable()
         k = self._keys
         args = [_num(now), k.outbox_item, k.dead_item, "1" if ids is None else "0", *(ids or ())]
         count = await self._script(
@@ -310,26 +365,29 @@ class RedisStore:
 
     async def queued_destinations(self) -> set[str]:
         k = self._keys
+        if self.read_only:
+            with self._errors():
+                return await scan_destinations(self._redis(), k)
         if not self._destinations_known:
             # Queues written before the destinations set existed: found once by their
-            # key names (a scan of the whole keyspace), then the set is kept by plan.
+            # key names, then the set is kept by plan.
             with self._errors():
-                for base in (k.ready(""), k.wait("")):
-                    pattern = glob_escape(base) + "*"
-                    async for key in self._redis().scan_iter(match=pattern, count=1000):
-                        name = key.decode() if isinstance(key, bytes) else str(key)
-                        await self._redis().sadd(k.destinations, name[len(base) :])
+                found = await scan_destinations(self._redis(), k)
+                if found:
+                    await self._redis().sadd(k.destinations, *found)
             self._destinations_known = True
         found = await self._script("queued", [k.destinations], [k.ready(""), k.wait("")])
         return {d.decode() if isinstance(d, bytes) else str(d) for d in found}
 
     async def check_writable(self) -> None:
+        self._writable()
         # A real write: MISCONF (persistence failing), READONLY (a replica), OOM and
         # NOREPLICAS refuse it as they would refuse ingest.
         with self._errors():
             await self._redis().set(self._keys.ready_check, "1", px=60_000)
 
     async def purge(self, now: float, window: float, ledger_retention: float) -> None:
+        self._writable()
         # Ingest copies expire by their TTL (the dedup window). Ledger keys carry a TTL of
         # the retention too; the index makes purge exact for the caller's clock.
         self._ledger_ttl = ledger_retention

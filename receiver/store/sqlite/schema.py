@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     alert BLOB NOT NULL,
     received_at REAL NOT NULL,
-    lease_until REAL NOT NULL DEFAULT 0
+    lease_until REAL NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     not_before REAL NOT NULL DEFAULT 0,
     lease_until REAL NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS outbox_episode ON outbox (destination, episode, status);
 CREATE INDEX IF NOT EXISTS outbox_ready ON outbox (destination, not_before);
@@ -59,10 +61,18 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
 """
 
 
+# Columns added since the first release: (table, column, definition), added to a file made
+# before them when it is opened for writing.
+ADDED_COLUMNS = (
+    # Who holds a claim (lease_until > 0): renewal and release touch only their own.
+    ("inbox", "owner", "TEXT NOT NULL DEFAULT ''"),
+    ("outbox", "owner", "TEXT NOT NULL DEFAULT ''"),
+)
+
 INBOX_INSERT = "INSERT INTO inbox (alert, received_at) VALUES (?, ?)"
 _CLAIM = (
     "SELECT o.id, o.destination, o.route, o.reason, o.alert, o.context,"
-    " o.received_at, o.attempts, l.ref FROM outbox o"
+    " o.received_at, o.attempts, l.ref, o.lease_until FROM outbox o"
     " LEFT JOIN ledger l ON l.destination = o.destination AND l.episode = o.episode"
     " WHERE o.destination = ? AND {due} AND o.lease_until <= ?"
     # A resolve never overtakes its firing while the firing waits for a retry

@@ -2,6 +2,12 @@
 
 Every operation runs on the writer thread (`writer.py`), committed in groups; a webhook is
 answered only after its commit.
+
+A claim is a lease with an owner (one per pipeline): the owner renews it while it works
+and releases it when it stops; a claim whose lease ran out is anyone's again. Opening the
+file releases nothing: a process that died held its claims for at most one lease, and
+another process (the CLI's `dead-letters retry`, or a router beside an old one during a
+restart) may still be working on them.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from receiver.dedup import SENDING, LedgerEntry, decide
 from receiver.models import Alert, format_time
 from receiver.store import codec
 from receiver.store.base import (
+    Claims,
     DeadLetter,
     Decision,
     InboxItem,
     IngestResult,
     OutboxItem,
     Planned,
+    ReadOnlyStoreError,
     StoreError,
 )
 from receiver.store.sqlite.schema import CLAIM_DUE, CLAIM_FRESH, INBOX_INSERT, SEEN_UPSERT
@@ -33,20 +41,22 @@ T = TypeVar("T")
 class SqliteStore:
     """The embedded default store (ALERT_ROUTER_STATE is a file path)."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout: float = 5.0, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
+        self.read_only = read_only
         self._writer: Writer | None = None
         # One process owns the file, so send slots and pauses live in memory.
         self._next_slot: dict[str, float] = {}
         self._paused: dict[str, float] = {}
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = Writer(str(self.path), self._busy_timeout)
+        if not self.read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = Writer(str(self.path), self._busy_timeout, read_only=self.read_only)
         await asyncio.to_thread(self._writer.start)
-        # One process owns the file: leases taken by a process that died are void.
-        await self._run(_release_leases)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -57,6 +67,11 @@ class SqliteStore:
         if self._writer is None:
             raise StoreError("the SQLite store is not open")
         return await self._writer.run(op)
+
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self.read_only:
+            raise ReadOnlyStoreError
+        return await self._run(op)
 
     async def ingest(self, alerts: Sequence[Alert], now: float, window: float) -> IngestResult:
         # startsAt as the stored alert writes it, so one key names one episode.
@@ -79,25 +94,28 @@ class SqliteStore:
                 conn.executemany(INBOX_INSERT, new)
             return IngestResult(len(new), len(rows) - len(new))
 
-        return await self._run(op)
+        return await self._write(op)
 
-    async def claim_inbox(self, limit: int, now: float, lease: float) -> list[InboxItem]:
+    async def claim_inbox(
+        self, limit: int, now: float, lease: float, owner: str = ""
+    ) -> list[InboxItem]:
         def op(conn: sqlite3.Connection) -> list[InboxItem]:
             rows = conn.execute(
-                "SELECT id, alert, received_at FROM inbox WHERE lease_until <= ?"
+                "SELECT id, alert, received_at, lease_until FROM inbox WHERE lease_until <= ?"
                 " ORDER BY id LIMIT ?",
                 (now, limit),
             ).fetchall()
             conn.executemany(
-                "UPDATE inbox SET lease_until = ? WHERE id = ?",
-                [(now + lease, row[0]) for row in rows],
+                "UPDATE inbox SET lease_until = ?, owner = ? WHERE id = ?",
+                [(now + lease, owner, row[0]) for row in rows],
             )
+            # lease_until > 0 here: a claim that ran out (released and new items have 0).
             return [
-                InboxItem(str(id_), codec.load_alert(alert), received_at)
-                for id_, alert, received_at in rows
+                InboxItem(str(id_), codec.load_alert(alert), received_at, taken_over=until > 0)
+                for id_, alert, received_at, until in rows
             ]
 
-        return await self._run(op)
+        return await self._write(op)
 
     async def plan(
         self, inbox_ids: Sequence[str], planned: Sequence[Planned], now: float
@@ -141,7 +159,7 @@ class SqliteStore:
             conn.executemany("DELETE FROM inbox WHERE id = ?", [(int(i),) for i in inbox_ids])
             return decisions
 
-        return await self._run(op)
+        return await self._write(op)
 
     async def ready_count(self, destination: str, now: float, at_most: int | None = None) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -155,7 +173,7 @@ class SqliteStore:
         return await self._run(op)
 
     async def claim_outbox(
-        self, destination: str, limit: int, now: float, lease: float
+        self, destination: str, limit: int, now: float, lease: float, owner: str = ""
     ) -> list[OutboxItem]:
         def op(conn: sqlite3.Connection) -> list[OutboxItem]:
             # The first `limit` ready notifications in queue (id) order, from two index
@@ -167,12 +185,12 @@ class SqliteStore:
             due = conn.execute(CLAIM_DUE, (destination, now, now, now, now, limit)).fetchall()
             rows = sorted(fresh + due, key=lambda row: int(row[0]))[:limit] if due else fresh
             conn.executemany(
-                "UPDATE outbox SET lease_until = ? WHERE id = ?",
-                [(now + lease, row[0]) for row in rows],
+                "UPDATE outbox SET lease_until = ?, owner = ? WHERE id = ?",
+                [(now + lease, owner, row[0]) for row in rows],
             )
             return [_outbox_item(row) for row in rows]
 
-        return await self._run(op)
+        return await self._write(op)
 
     async def delivered(
         self, items: Sequence[OutboxItem], refs: Sequence[Mapping[str, str] | None], now: float
@@ -196,17 +214,17 @@ class SqliteStore:
                     )
                 conn.execute("DELETE FROM outbox WHERE id = ?", (int(item.id),))
 
-        await self._run(op)
+        await self._write(op)
 
     async def reschedule(self, items: Sequence[OutboxItem], not_before: float, error: str) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                "UPDATE outbox SET not_before = ?, lease_until = 0, attempts = attempts + 1,"
-                " last_error = ? WHERE id = ?",
+                "UPDATE outbox SET not_before = ?, lease_until = 0, owner = '',"
+                " attempts = attempts + 1, last_error = ? WHERE id = ?",
                 [(not_before, error, int(item.id)) for item in items],
             )
 
-        await self._run(op)
+        await self._write(op)
 
     async def dead_letter(self, items: Sequence[OutboxItem], error: str, now: float) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -220,7 +238,7 @@ class SqliteStore:
                 )
                 conn.execute("DELETE FROM outbox WHERE id = ?", (int(item.id),))
 
-        await self._run(op)
+        await self._write(op)
 
     async def dead_letters(self) -> list[DeadLetter]:
         def op(conn: sqlite3.Connection) -> list[DeadLetter]:
@@ -262,7 +280,39 @@ class SqliteStore:
                 count += conn.execute("DELETE FROM dead_letters WHERE id = ?", (id_,)).rowcount
             return count
 
-        return await self._run(op)
+        return await self._write(op)
+
+    async def renew(self, owner: str, claims: Claims, now: float, lease: float) -> Claims:
+        def op(conn: sqlite3.Connection) -> Claims:
+            lost: dict[str, tuple[str, ...]] = {}
+            for table, ids in (("inbox", claims.inbox), ("outbox", claims.outbox)):
+                gone = []
+                for id_ in ids:
+                    renewed = conn.execute(
+                        f"UPDATE {table} SET lease_until = ?"  # noqa: S608
+                        " WHERE id = ? AND owner = ? AND lease_until > ?",
+                        (now + lease, int(id_), owner, now),
+                    ).rowcount
+                    if not renewed:
+                        gone.append(id_)
+                lost[table] = tuple(gone)
+            return Claims(lost["inbox"], lost["outbox"])
+
+        return await self._write(op)
+
+    async def release(self, owner: str, claims: Claims) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            count = 0
+            for table, ids in (("inbox", claims.inbox), ("outbox", claims.outbox)):
+                for id_ in ids:
+                    count += conn.execute(
+                        f"UPDATE {table} SET lease_until = 0, owner = ''"  # noqa: S608
+                        " WHERE id = ? AND owner = ? AND lease_until > 0",
+                        (int(id_), owner),
+                    ).rowcount
+            return count
+
+        return await self._write(op)
 
     async def ledger_entry(self, destination: str, episode: str) -> LedgerEntry | None:
         return await self._run(lambda conn: _ledger(conn, destination, episode))
@@ -294,7 +344,7 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('ready_check', '1')")
 
-        await self._run(op)
+        await self._write(op)
 
     async def purge(self, now: float, window: float, ledger_retention: float) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -305,20 +355,19 @@ class SqliteStore:
                 (now - ledger_retention,),
             )
 
-        await self._run(op)
+        await self._write(op)
 
     async def reserve_send(self, destination: str, interval: float, now: float) -> float:
+        if self.read_only:
+            raise ReadOnlyStoreError
         at = max(now, self._next_slot.get(destination, 0.0), self._paused.get(destination, 0.0))
         self._next_slot[destination] = at + interval
         return at
 
     async def pause_destination(self, destination: str, until: float) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError
         self._paused[destination] = max(until, self._paused.get(destination, 0.0))
-
-
-def _release_leases(conn: sqlite3.Connection) -> None:
-    conn.execute("UPDATE inbox SET lease_until = 0 WHERE lease_until > 0")
-    conn.execute("UPDATE outbox SET lease_until = 0 WHERE lease_until > 0")
 
 
 def _ledger(conn: sqlite3.Connection, destination: str, episode: str) -> LedgerEntry | None:
@@ -332,7 +381,7 @@ def _ledger(conn: sqlite3.Connection, destination: str, episode: str) -> LedgerE
 
 
 def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
-    (id_, destination, route, reason, alert, context, received_at, attempts, ref) = row
+    (id_, destination, route, reason, alert, context, received_at, attempts, ref, until) = row
     return codec.outbox_item(
         item_id=str(id_),
         destination=destination,
@@ -343,4 +392,6 @@ def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
         ),
         attempts=attempts,
         ref=ref,
+        # A claim whose lease ran out: released and retried rows have lease_until 0.
+        taken_over=until > 0,
     )

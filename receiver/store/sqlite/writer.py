@@ -13,10 +13,11 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from receiver.store.base import StoreError
-from receiver.store.sqlite.schema import SCHEMA
+from receiver.store.sqlite.schema import ADDED_COLUMNS, SCHEMA
 
 T = TypeVar("T")
 _Op = Callable[[sqlite3.Connection], Any]
@@ -27,9 +28,12 @@ _MAX_GROUP = 512
 class Writer:
     """One thread that owns the connection and commits queued operations in groups."""
 
-    def __init__(self, path: str, busy_timeout: float) -> None:
+    def __init__(self, path: str, busy_timeout: float, *, read_only: bool = False) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
+        # Read-only: the file opened with `mode=ro`, no schema written, and each group in a
+        # deferred (read) transaction, which never waits for the router's writes (WAL).
+        self._read_only = read_only
         self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
         self._started = threading.Event()
@@ -54,6 +58,14 @@ class Writer:
         return await future
 
     def _connect(self) -> sqlite3.Connection:
+        if self._read_only:
+            return sqlite3.connect(
+                Path(self._path).absolute().as_uri() + "?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self._busy_timeout,
+            )
         conn = sqlite3.connect(
             self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
         )
@@ -62,6 +74,10 @@ class Writer:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
         conn.executescript(SCHEMA)
+        for table, column, definition in ADDED_COLUMNS:
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         return conn
 
     def _run(self) -> None:
@@ -100,7 +116,7 @@ class Writer:
     ) -> None:
         results: list[Any] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN" if self._read_only else "BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             error = StoreError(f"SQLite store cannot write: {exc}")
             for _, future in group:

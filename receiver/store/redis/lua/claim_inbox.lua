@@ -1,6 +1,7 @@
 -- Prepended when loaded: lib/claim.lua (defines claim).
--- KEYS: inbox, inbox ready, inbox leased, inbox episodes, inbox firing.
--- ARGV: now, lease until, limit, recheck at.
+-- KEYS: inbox, inbox ready, inbox leased, inbox episodes, inbox firing, inbox owner.
+-- ARGV: now, lease until, limit, recheck at, owner.
+-- Returns {id, alert, taken over (1: claimed before by an owner whose lease ran out)}.
 local ids = claim(KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]))
 local claimed = {}
 for _, id in ipairs(ids) do claimed[id] = true end
@@ -24,9 +25,13 @@ for _, id in ipairs(ids) do
     end
   end
   if alert and not deferred then
-    out[#out + 1] = {id, alert}
+    -- A released or new item has no owner: one still named lost its lease.
+    local taken = redis.call('HGET', KEYS[6], id) and 1 or 0
+    redis.call('HSET', KEYS[6], id, ARGV[5])
+    out[#out + 1] = {id, alert, taken}
   elseif not alert then
     redis.call('ZREM', KEYS[3], id)
+    redis.call('HDEL', KEYS[6], id)
   end
 end
 return out

@@ -7,6 +7,7 @@ for i = 5, #ARGV do
     local dead = redis.call('INCR', KEYS[4])
     local key = ARGV[4] .. dead
     redis.call('RENAME', item, key)
+    redis.call('HDEL', key, 'owner')
     redis.call('HINCRBY', key, 'attempts', 1)
     redis.call('HSET', key, 'error', ARGV[2], 'failed_at', ARGV[1])
     redis.call('ZADD', KEYS[3], dead, dead)

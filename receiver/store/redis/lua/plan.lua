@@ -1,6 +1,6 @@
 -- Prepended when loaded: lib/decide.lua (defines decide and SENDING).
 -- KEYS: inbox, inbox ready, inbox leased, outbox seq, outbox ids, pending, inbox episodes,
--- inbox firing, outbox destinations.
+-- inbox firing, outbox destinations, inbox owner.
 -- ARGV: now, item key prefix, n inbox ids, inbox ids..., then per candidate: ledger key,
 -- ready key, wait key, destination, episode, status, repeat interval, send_resolved (1/0),
 -- route, body.
@@ -42,5 +42,6 @@ for i = 4, 3 + n do
     if redis.call('HGET', KEYS[8], ep) == ARGV[i] then redis.call('HDEL', KEYS[8], ep) end
   end
   redis.call('HDEL', KEYS[7], ARGV[i])
+  redis.call('HDEL', KEYS[10], ARGV[i])
 end
 return reasons

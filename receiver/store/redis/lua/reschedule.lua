@@ -5,6 +5,7 @@ for i = 4, #ARGV do
   if f[1] then
     redis.call('HINCRBY', item, 'attempts', 1)
     redis.call('HSET', item, 'error', ARGV[2])
+    redis.call('HDEL', item, 'owner')
     redis.call('ZREM', f[1], ARGV[i])
     redis.call('ZADD', f[2], ARGV[1], ARGV[i])
   end
