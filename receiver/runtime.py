@@ -1,22 +1,40 @@
-"""Assembling the service from settings: store, rules, secrets, notifiers, context."""
+"""Assembling the service from settings: store, rules, secrets, notifiers, context, reports."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 
 import httpx
 
 from receiver.config.reloader import RulesHolder
+from receiver.config.reports import ReportSpec
 from receiver.config.rules import Rules
+from receiver.config.schema import DestinationSpec
 from receiver.config.secrets import SecretStore
 from receiver.config.settings import Settings
 from receiver.context.enrich import Enricher
+from receiver.context.prometheus import PrometheusClient
 from receiver.ingest.auth import WEBHOOK_TOKEN
 from receiver.metrics import Metrics
+from receiver.notify.base import Ref
 from receiver.notify.dryrun import Emit, log_emit
 from receiver.notify.factory import build_notifiers
+from receiver.notify.slack.bot import SlackBotNotifier
 from receiver.notify.slack.buttons import slack_buttons
+from receiver.notify.slack.report import chart_title, report_message
+from receiver.notify.slack.webhook import SlackWebhookNotifier
+from receiver.pipeline.reports import PostReport, ReportWork, post_with_retries
+from receiver.reports.model import Report
+from receiver.reports.render import render_text
+from receiver.reports.schedule import Slot
+from receiver.reports.sections import build_report
 from receiver.server import Service
 from receiver.slack_actions.verify import SIGNING_SECRET
 from receiver.store import open_store
+
+log = logging.getLogger("alert_router.runtime")
 
 
 def missing_secrets(rules: Rules, secrets: SecretStore) -> list[str]:
@@ -84,6 +102,7 @@ def build_service(
     holder = RulesHolder(settings.config, metrics, validate=validate)
     http = httpx.AsyncClient()
     enricher = Enricher(http, metrics, prometheus_url=settings.prometheus_url)
+    reports = report_work(settings, secrets, http, metrics, lambda: holder.rules, dry_run=dry_run)
     return Service(
         settings=settings,
         store=open_store(settings.state, busy_timeout=settings.sqlite_busy_timeout),
@@ -96,4 +115,84 @@ def build_service(
         context=enricher,
         auth=auth,
         http=http,
+        reports=reports,
     )
+
+
+def report_poster(
+    name: str,
+    destination: DestinationSpec,
+    settings: Settings,
+    secrets: SecretStore,
+    report: Report,
+    chart: bytes | None,
+) -> tuple[PostReport, Callable[[], Awaitable[None]]]:
+    """How `report` goes to destination `name`, and how to close its notifier after.
+
+    Incoming webhooks cannot upload files: they get the text and Prometheus' graph link;
+    a bot destination also gets `chart` in the report's thread (the files:write scope)."""
+    slack = destination.slack
+    assert slack is not None  # rules validation: reports go to Slack destinations only
+    if slack.webhook_url is not None:
+        hook = SlackWebhookNotifier(name, secrets.source(slack.webhook_url.secret))
+        message = report_message(report, graph_link=True)
+        return (lambda _posted: hook.post_report(message)), hook.aclose
+    assert slack.token is not None and slack.channel is not None
+    bot = SlackBotNotifier(
+        name, secrets.source(slack.token.secret), slack.channel, api_url=settings.slack_api_url
+    )
+    message = report_message(report)
+    title = chart_title(report)
+
+    def post(posted: Ref | None) -> Awaitable[Ref]:
+        return bot.post_report(message, chart, chart_title=title, posted=posted)
+
+    return post, bot.aclose
+
+
+def report_work(
+    settings: Settings,
+    secrets: SecretStore,
+    http: httpx.AsyncClient,
+    metrics: Metrics,
+    rules: Callable[[], Rules],
+    *,
+    dry_run: bool,
+) -> ReportWork:
+    """The pipeline's scheduled reports: built from Prometheus at the slot's time, sent to
+    each destination of the report (logged instead, in dry run)."""
+    prometheus = PrometheusClient(http, metrics)
+    stopping = asyncio.Event()  # sends end with their last try; the pipeline cancels them
+
+    async def build(name: str, spec: ReportSpec, slot: Slot) -> Report:
+        return await build_report(
+            name, spec, rules(), prometheus, slot.at, late=slot.late,
+            prometheus_url=settings.prometheus_url,
+        )  # fmt: skip
+
+    async def deliver(name: str, spec: ReportSpec, report: Report) -> None:
+        if dry_run:
+            log.info("report (dry run)", extra={"report": name, "text": render_text(report)})
+            return
+        current = rules()
+        bots = [
+            d
+            for d in spec.to
+            if (slack := current.destinations[d].slack) is not None and slack.token is not None
+        ]
+        chart = None
+        if spec.chart and bots:
+            # matplotlib loads only when a chart is drawn.
+            from receiver.reports.chart import render_chart
+
+            chart = await asyncio.to_thread(render_chart, report)
+        for destination in spec.to:
+            post, close = report_poster(
+                destination, current.destinations[destination], settings, secrets, report, chart
+            )
+            try:
+                await post_with_retries(destination, name, post, stopping)
+            finally:
+                await close()
+
+    return ReportWork(build, deliver)

@@ -29,6 +29,7 @@ from receiver.ingest.auth import WebhookAuth
 from receiver.ingest.endpoint import ALERTS_METHODS, AlertsEndpoint
 from receiver.metrics import Metrics
 from receiver.pipeline.pipeline import NotifierFactory, Pipeline
+from receiver.pipeline.reports import ReportWork
 from receiver.pipeline.routing import ContextSource
 from receiver.pipeline.tuning import Tuning
 from receiver.slack_actions.endpoint import actions_route
@@ -81,6 +82,8 @@ class Service:
     tuning: Tuning = field(default_factory=Tuning)
     http: httpx.AsyncClient | None = None
     pipeline: Pipeline | None = None
+    # Scheduled reports (receiver.runtime.report_work); None: none are sent.
+    reports: ReportWork | None = None
     # Called first at shutdown, in order (work in flight outside the pipeline).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # The `POST /alerts` app, made by `app()` from the parts above as they are then.
@@ -119,6 +122,7 @@ class Service:
             clock=self.clock,
             tuning=self.tuning,
             webhooks_in_flight=lambda: self.webhooks_in_flight,
+            reports=self.reports,
         )
         self.holder.on_change = self.pipeline.apply_rules
         await self.pipeline.start()

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import yaml
+from PIL import Image
 
+from receiver.cli.report import parse_at
 from receiver.samples import webhook
+from tests.fakes.prometheus import PrometheusServer, Sample, start_backfilled
+from tests.fakes.slack import BOT_TOKEN, DEFAULT_CHANNEL, SlackApiServer, SlackWebhookServer
 from tests.service import TOKEN, ServerProcess, make_settings
 from tests.support import HangingServer, free_port, wait_until
 
@@ -261,6 +272,16 @@ def test_demo_runs_the_main_job(mode: str) -> None:
     if "the real chain on this machine" in out:
         # Prometheus and an Alertmanager HA pair: every alert arrives twice.
         assert "alerts answered as duplicates: 10 (of 20" in out
+        # Then the shipped report, by the command a person would type, and its chart.
+        assert "alert-router report daily-costs --dry-run --chart /" in out
+        assert "\nCost report daily-costs: 24h to " in out
+        assert "\nSpend\n  total $" in out
+        [chart] = re.findall(r"chart \(PNG\): (\S+\.png)\n", out)
+        try:
+            with Image.open(chart) as image:
+                assert image.size == (1200, 600)
+        finally:
+            Path(chart).unlink()
     else:
         assert "alerts answered as duplicates: 1\n" in out
     for name in (
@@ -336,3 +357,202 @@ def test_dead_letters_list_changes_no_lease_of_a_running_router(tmp_path: Path) 
 def _leases(state: Path) -> list[tuple[str, float]]:
     with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as conn:
         return conn.execute("SELECT id, lease_until FROM outbox").fetchall()
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def _report_time() -> datetime:
+    """08:00 UTC (09:00 in Berlin, in winter or summer alike: 08:00 or 10:00) on the 10th
+    of last month: 224 h into its month, whole hours, inside the backfilled history."""
+    first = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first - timedelta(days=1)).replace(day=10, hour=8)
+
+
+REPORT_AT = _report_time()
+
+
+def _report_history() -> list[Sample]:
+    # From the first of the month to the report: a at $10/h, b at $4/h throughout.
+    start = REPORT_AT.replace(day=1, hour=0)
+    samples: list[Sample] = []
+    for t in range(int(start.timestamp()), int(REPORT_AT.timestamp()) + 1, 300):
+        samples.append(("service_cost_per_hour", {"service": "a"}, t, 10.0))
+        samples.append(("service_cost_per_hour", {"service": "b"}, t, 4.0))
+    return samples
+
+
+@pytest.fixture(scope="module")
+def report_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    server = start_backfilled(tmp_path_factory.mktemp("report-history"), _report_history())
+    yield server
+    server.close()
+
+
+def _report_rules(directory: Path, prometheus: str, destination: dict[str, Any]) -> Path:
+    data = {
+        "prometheus": {"url": prometheus, "timeout": "10s"},
+        "destinations": {"finops": {"slack": destination}},
+        "reports": {
+            "daily-costs": {
+                "to": ["finops"],
+                "schedule": "0 9 * * 1-5",
+                "timezone": "Europe/Berlin",
+                "sections": ["spend", "changes"],
+                "chart": True,
+            }
+        },
+    }
+    path = directory / "routes.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+HOOK = {"webhook_url": {"secret": "slack-webhook-url"}}
+BOT = {"token": {"secret": "slack-bot-token"}, "channel": DEFAULT_CHANNEL}
+
+
+def test_check_lists_the_reports() -> None:
+    result = run("check", "--config", "rules/routes.yaml", env=SECRET_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "  reports (1):\n" in result.stdout
+    assert (
+        "    daily-costs: '0 9 * * 1-5' Europe/Berlin, to finops-slack; "
+        "spend, waste, budgets, changes, incidents; chart\n"
+    ) in result.stdout
+
+
+def test_report_dry_run_prints_the_report_and_writes_the_chart(
+    report_prometheus: PrometheusServer, tmp_path: Path
+) -> None:
+    config = _report_rules(tmp_path, report_prometheus.url, HOOK)
+    chart = tmp_path / "out.png"
+    at = REPORT_AT.isoformat()
+    result = run(
+        "report", "daily-costs", "--config", str(config), "--at", at, "--dry-run",
+        "--chart", str(chart),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    local = REPORT_AT.astimezone(ZoneInfo("Europe/Berlin"))
+    assert out.startswith(f"Cost report daily-costs: 24h to {local:%a %d %b %Y %H:%M %Z}\n")
+    # 24 h at $10/h and $4/h; the month to date is 224 h: 2240 and 896.
+    assert "  total $336.00 in the window, $3,136 this month\n" in out
+    assert "  a: $240.00 (month $2,240)\n" in out
+    assert "  b: $96.00 (month $896.00)\n" in out
+    # Neither rate changed against its 7-day average.
+    assert "Changes against the 7-day average\n  nothing to report\n" in out
+    assert f"Graph: {report_prometheus.url}/graph?" in out
+    assert f"chart written to {chart}" in result.stderr
+    with Image.open(chart) as image:
+        assert image.format == "PNG" and image.size == (1200, 600)
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 10  # not blank
+
+
+def test_report_at_a_local_time_is_read_in_the_reports_timezone(
+    report_prometheus: PrometheusServer, tmp_path: Path
+) -> None:
+    config = _report_rules(tmp_path, report_prometheus.url, HOOK)
+    local = REPORT_AT.astimezone(ZoneInfo("Europe/Berlin")).strftime("%Y-%m-%d %H:%M")
+    by_local = run("report", "daily-costs", "--config", str(config), "--at", local, "--dry-run")
+    by_rfc = run(
+        "report", "daily-costs", "--config", str(config), "--dry-run",
+        "--at", REPORT_AT.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )  # fmt: skip
+    assert by_local.returncode == 0, by_local.stderr
+    assert by_local.stdout == by_rfc.stdout
+
+
+def test_report_names_the_known_reports_when_asked_for_another() -> None:
+    result = run("report", "weekly", "--config", "rules/routes.yaml", "--dry-run")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "alert-router: no report 'weekly' in rules/routes.yaml (reports: daily-costs)\n"
+    )
+
+
+def test_report_refuses_a_time_it_cannot_read() -> None:
+    result = run("report", "daily-costs", "--config", "rules/routes.yaml", "--at", "9am")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "alert-router: --at '9am' is not a time: write RFC 3339 (2026-03-02T09:00:00+01:00) "
+        "or 'YYYY-MM-DD HH:MM' in the report's timezone (Europe/Berlin)\n"
+    )
+
+
+def test_report_without_prometheus_says_which_sections_are_missing(tmp_path: Path) -> None:
+    config = _report_rules(tmp_path, f"http://127.0.0.1:{free_port()}", HOOK)
+    result = run("report", "daily-costs", "--config", str(config), "--dry-run")
+    assert result.returncode == 1
+    assert "alert-router: section spend unavailable: " in result.stderr
+    assert "alert-router: section changes unavailable: " in result.stderr
+    assert "Spend\n  unavailable: " in result.stdout
+
+
+def test_report_needs_the_secret_of_its_destination(
+    report_prometheus: PrometheusServer, tmp_path: Path
+) -> None:
+    config = _report_rules(tmp_path, report_prometheus.url, HOOK)
+    result = run("report", "daily-costs", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr == (
+        "alert-router: destination finops needs the secret slack-webhook-url, which is not set\n"
+    )
+
+
+def test_report_to_a_webhook_sends_the_text_and_the_graph_link(
+    report_prometheus: PrometheusServer, slack_webhook: SlackWebhookServer, tmp_path: Path
+) -> None:
+    config = _report_rules(tmp_path, report_prometheus.url, HOOK)
+    result = run(
+        "report", "daily-costs", "--config", str(config), "--at", REPORT_AT.isoformat(),
+        env={"SLACK_WEBHOOK_URL": slack_webhook.url},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "report daily-costs sent to finops\n"
+    [message] = slack_webhook.messages
+    text = json.dumps(message)
+    assert "a: $240.00 (month $2,240)" in text
+    assert "Graph in Prometheus" in text and f"{report_prometheus.url}/graph?" in text
+
+
+def test_report_to_a_bot_uploads_the_chart_in_its_thread(
+    report_prometheus: PrometheusServer, slack_api: SlackApiServer, tmp_path: Path
+) -> None:
+    config = _report_rules(tmp_path, report_prometheus.url, BOT)
+    result = run(
+        "report", "daily-costs", "--config", str(config), "--at", REPORT_AT.isoformat(),
+        env={"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack_api.api_url},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [posted] = slack_api.messages(DEFAULT_CHANNEL)
+    assert "a: $240.00 (month $2,240)" in posted.all_text()
+    assert "Graph in Prometheus" not in posted.all_text()  # the chart is there instead
+    [upload] = slack_api.uploads()
+    assert upload.completed and upload.thread_ts == posted.ts
+    assert upload.data is not None
+    with Image.open(io.BytesIO(upload.data)) as image:
+        assert image.size == (1200, 600)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # RFC 3339, with Z or an offset.
+        ("2026-03-02T08:00:00Z", datetime(2026, 3, 2, 8, 0, tzinfo=UTC)),
+        ("2026-03-02T09:00:00+01:00", datetime(2026, 3, 2, 8, 0, tzinfo=UTC)),
+        # A wall time in Berlin: CET in March, CEST in July.
+        ("2026-03-02 09:00", datetime(2026, 3, 2, 8, 0, tzinfo=UTC)),
+        ("2026-07-02 09:00", datetime(2026, 7, 2, 7, 0, tzinfo=UTC)),
+        # 02:30 happens twice on the fall-back day: the first one (CEST), as the schedule.
+        ("2026-10-25 02:30", datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+    ],
+)
+def test_report_at_reads_rfc_3339_and_wall_times(text: str, expected: datetime) -> None:
+    assert parse_at(text, ZoneInfo("Europe/Berlin")) == expected
+
+
+@pytest.mark.parametrize("text", ["2026-13-45 25:00", "2026-03-02T09:00:00", "tomorrow"])
+def test_report_at_refuses_what_is_not_a_time(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a time: write RFC 3339"):
+        parse_at(text, ZoneInfo("Europe/Berlin"))

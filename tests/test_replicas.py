@@ -813,3 +813,46 @@ def test_redis_down_answers_503_and_not_ready_then_recovers(cluster: Cluster) ->
     print(result.figures("Redis stopped and started"))
     assert result.lost == set() and result.unexpected == set()
     assert result.duplicated == {}
+
+
+# -- scheduled reports -------------------------------------------------------------------
+
+REPORT_RULES = """
+destinations:
+  hook: {slack: {webhook_url: {secret: slack-webhook-url}}}
+reports:
+  every-minute:
+    to: [hook]
+    schedule: "* * * * *"
+    window: 1h
+    sections: [incidents]
+"""
+
+
+def test_two_replicas_send_a_scheduled_report_once(
+    tmp_path: Path, redis_server: RedisServer, slack_webhook: SlackWebhookServer
+) -> None:
+    config = tmp_path / "routes.yaml"
+    config.write_text(REPORT_RULES)
+    replicas = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        settings = make_settings(tmp_path / name, config, state=redis_server.url)
+        (settings.secrets_dir / "slack-webhook-url").write_text(slack_webhook.url)
+        replicas.append(ServerProcess(settings))
+    try:
+        for replica in replicas:
+            replica.wait_ready()
+        # The first look records the minute before as the report's start; the next minute
+        # is the first slot, sent by one replica only.
+        wait_until(lambda: len(slack_webhook.messages) >= 1, timeout=75)
+        first = time.time()
+        # Both replicas look every few seconds: long enough for a second copy to show.
+        time.sleep(8)
+        reports = [m for m in slack_webhook.messages if "Cost report every-minute" in str(m)]
+        assert len(reports) == 1, reports
+        assert all("(LATE)" not in str(m) for m in reports)
+        assert time.time() - first < 60  # still the same slot
+    finally:
+        for replica in replicas:
+            replica.stop()

@@ -20,6 +20,7 @@ from pydantic import (
 
 from receiver.config.budgets import read_budgets
 from receiver.config.located import Lines, YamlError, load_located, problem, validation_problems
+from receiver.config.reports import ReportSpec, report_problems
 from receiver.config.schema import (
     ContextSpec,
     DestinationSpec,
@@ -104,6 +105,10 @@ class Rules:
     def context(self) -> Mapping[str, ContextSpec]:
         return self.spec.context
 
+    @property
+    def reports(self) -> Mapping[str, ReportSpec]:
+        return self.spec.reports
+
     def knows_value(self, name: str) -> bool:
         """Whether `when:` (and `route --context`, rule tests) may name this value: a
         context value of the file, or a Grafana query value `grafana.<refId>`."""
@@ -172,6 +177,8 @@ def parse_rules(text: str, path: Path) -> Rules:
     routes = _compile_routes(spec, path, lines, problems)
     if spec.default is not None and spec.default not in spec.destinations:
         problems.append(problem(path, lines, ("default",), _undefined(spec.default, spec)))
+    for where, message in report_problems(spec.reports, spec.destinations):
+        problems.append(problem(path, lines, where, message))
     if spec.budgets is not None:
         budgets = Path(spec.budgets.file)
         full = budgets if budgets.is_absolute() else path.parent / budgets

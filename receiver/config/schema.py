@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from receiver.config.durations import parse_duration
+from receiver.config.reports import ReportSpec
 from receiver.models import Unit
 
 DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
@@ -252,3 +253,5 @@ class RulesFile(_Strict):
     defaults: RouteDefaults = Field(default_factory=RouteDefaults)
     routes: list[RouteSpec] = Field(default_factory=list)
     default: str | None = None
+    # Scheduled cost reports (receiver.config.reports), by name.
+    reports: dict[str, ReportSpec] = Field(default_factory=dict)

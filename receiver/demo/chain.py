@@ -35,6 +35,7 @@ RECEIVER = "alert-router"
 class Binaries:
     prometheus: str
     alertmanager: str
+    promtool: str | None = None  # for the report's history (receiver.demo.history)
 
 
 def find_binaries() -> Binaries | None:
@@ -43,7 +44,7 @@ def find_binaries() -> Binaries | None:
     alertmanager = next((p for p in map(shutil.which, ALERTMANAGERS) if p), None)
     if prometheus is None or alertmanager is None:
         return None
-    return Binaries(prometheus, alertmanager)
+    return Binaries(prometheus, alertmanager, shutil.which("promtool"))
 
 
 def alert_rules_for(routes: Path) -> Path:
@@ -120,7 +121,8 @@ SAMPLES: tuple[Sample, ...] = (
 )
 
 
-def _escape(value: str) -> str:
+def escape_label(value: str) -> str:
+    """A label value as the text format quotes it."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -171,7 +173,7 @@ class Exporter:
             for sample in self._samples:
                 if sample.metric != name:
                     continue
-                labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+                labels = ",".join(f'{k}="{escape_label(v)}"' for k, v in sample.labels.items())
                 value = sample.firing if phase == "firing" else sample.resolved
                 lines.append(f"{name}{{{labels}}} {value!r}")
         return "\n".join(lines) + "\n"
@@ -269,6 +271,7 @@ class Chain:
         prometheus_port = prometheus_port or free_port()
         alertmanager_ports = (free_port(), free_port())
         self.prometheus_url = f"http://127.0.0.1:{prometheus_port}"
+        self.prometheus_data = workdir / "prometheus-data"
         rules = shortened_rules(alert_rules, workdir / "cost-alerts.yaml")
         token_file = workdir / "webhook-token"
         token_file.write_text(token, encoding="utf-8")
@@ -297,7 +300,7 @@ class Chain:
             [
                 binaries.prometheus,
                 f"--config.file={prometheus_config}",
-                f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+                f"--storage.tsdb.path={self.prometheus_data}",
                 f"--web.listen-address=127.0.0.1:{prometheus_port}",
                 f"--web.external-url={self.prometheus_url}",  # graph links that open
                 "--rules.alert.resend-delay=1s",

@@ -8,8 +8,10 @@ With Prometheus and Alertmanager installed (Debian's `prometheus` and
 exporter of the platform's metrics, Prometheus evaluating rules/prometheus/cost-alerts.yaml,
 and an HA pair of Alertmanagers posting to the router; the five seed cost alerts fire, the
 second Alertmanager's copies are answered as duplicates, then the exporter's values recover
-and the alerts resolve. Without them it says so and posts sample webhooks instead: the five
-alerts firing, one re-sent as an HA peer would, then resolved.
+and the alerts resolve; then the rules' first cost report is built from that Prometheus
+(`alert-router report NAME --dry-run --chart FILE`, printed). Without them it says so
+and posts sample webhooks instead: the five alerts firing, one re-sent as an HA peer
+would, then resolved.
 `ALERT_ROUTER_DEMO=samples` asks for the sample webhooks even when both are installed.
 """
 
@@ -41,6 +43,8 @@ from receiver.demo.chain import (
     find_binaries,
     free_port,
 )
+from receiver.demo.history import write_history
+from receiver.demo.report import show_report
 from receiver.logs import configure
 from receiver.models import Notification
 from receiver.runtime import build_service
@@ -182,6 +186,7 @@ async def _chain_demo(binaries: Binaries, alert_rules: Path) -> int | None:
             print(f"  Prometheus: {chain.prometheus_url} evaluating {alert_rules} (for: 1s)")
             print("  Alertmanagers: " + ", ".join(a.url for a in chain.alertmanagers))
             try:
+                await asyncio.to_thread(write_history, binaries.promtool, chain.prometheus_data)
                 print("\n== starting the exporter, Prometheus and two Alertmanagers")
                 try:
                     await asyncio.to_thread(chain.start)
@@ -194,6 +199,8 @@ async def _chain_demo(binaries: Binaries, alert_rules: Path) -> int | None:
                     print("\n== the platform recovers: the exporter now serves healthy values")
                     chain.exporter.recover()
                     ok = await _phase(service, printer, "resolved")
+                if ok:
+                    ok = await show_report(_rules_path(), chain.prometheus_url)
             finally:
                 await asyncio.to_thread(chain.stop)
             received = _sample(service, "alert_router_alerts_received_total")

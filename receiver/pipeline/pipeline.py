@@ -30,6 +30,7 @@ from receiver.pipeline.claims import Held, new_owner
 from receiver.pipeline.delivery import Delivery, Destination, min_interval
 from receiver.pipeline.heartbeat import Heartbeat
 from receiver.pipeline.housekeeping import Housekeeping
+from receiver.pipeline.reports import ReportScheduler, ReportWork
 from receiver.pipeline.retry import Retries
 from receiver.pipeline.routing import ContextSource, NoContext, Routing
 from receiver.pipeline.scheduler import Scheduler
@@ -61,8 +62,10 @@ class Pipeline:
         rng: random.Random | None = None,
         webhooks_in_flight: Callable[[], int] = lambda: 0,
         owner: str | None = None,
+        reports: ReportWork | None = None,
     ) -> None:
-        """`owner`: the id this pipeline's claims carry (default: unique per pipeline)."""
+        """`owner`: the id this pipeline's claims carry (default: unique per pipeline);
+        `reports`: how scheduled reports are built and sent (None: not sent)."""
         self._rules = rules
         self._store = store
         self._clock = clock
@@ -113,6 +116,18 @@ class Pipeline:
         self._heartbeat = Heartbeat(
             store, self.held, clock=clock, tuning=current, stopping=self._beat_stopping
         )
+        self._reports = (
+            None
+            if reports is None
+            else ReportScheduler(
+                store,
+                rules,
+                reports.build,
+                reports.deliver,
+                owner=self.held.owner,
+                stopping=self._stopping,
+            )
+        )
         self._beat: asyncio.Task[None] | None = None
         self._destinations: dict[str, Destination] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -127,6 +142,8 @@ class Pipeline:
         self.apply_rules(self._rules())
         self._tasks.append(asyncio.create_task(self._routing.run(), name="route"))
         self._tasks.append(asyncio.create_task(self._housekeeping.run(), name="housekeeping"))
+        if self._reports is not None:
+            self._tasks.append(asyncio.create_task(self._reports.run(), name="reports"))
         self._beat = asyncio.create_task(self._heartbeat.run(), name="heartbeat")
 
     async def stop(self, deadline: float | None = None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from receiver.dedup import LedgerEntry
@@ -194,4 +195,14 @@ class Store(Protocol):
     async def pause_destination(self, destination: str, until: float) -> None:
         """No send to `destination` before `until` (a vendor's Retry-After), for every
         replica."""
+        ...
+
+    async def claim_report_slot(self, report: str, slot_at: datetime, owner: str) -> bool:
+        """Take the scheduled time `slot_at` of `report` for `owner`, atomically: True for
+        exactly one caller across every replica and restart, False for all the others
+        (set-if-absent). The latest slot taken is what `last_report_slot` answers."""
+        ...
+
+    async def last_report_slot(self, report: str) -> datetime | None:
+        """The latest scheduled time of `report` that was claimed; None if none was."""
         ...

@@ -111,6 +111,32 @@ CASES = [
         "6: routes[0].when.grafana.: name the query of the Grafana alert rule: "
         "grafana.<refId>, e.g. grafana.A",
     ),
+    # `reports:`: a zone Python's tz database knows, a cron that parses, sections that
+    # exist, and Slack destinations that exist (PagerDuty cannot carry a report).
+    (
+        "report_unknown_timezone.yaml",
+        "7: reports.daily.timezone: unknown timezone 'Europe/Berln': use an IANA name such as "
+        "Europe/Berlin, America/New_York or UTC",
+    ),
+    (
+        "report_bad_cron.yaml",
+        "6: reports.daily.schedule: cron hour '25' is not valid: use *, a number 0-23, "
+        "a range (1-5), a list (1,3) or a step (*/15)",
+    ),
+    (
+        "report_unknown_section.yaml",
+        "7: reports.daily.sections: unknown section 'wastes': use one of spend, waste, "
+        "budgets, changes, incidents",
+    ),
+    (
+        "report_pagerduty.yaml",
+        "6: reports.daily.to[1]: destination 'p' is PagerDuty: reports go to Slack only "
+        "(use one of: s)",
+    ),
+    (
+        "report_undefined_destination.yaml",
+        "5: reports.daily.to[0]: destination 'finops-bot' is not defined: use a Slack one (s)",
+    ),
 ]
 
 

@@ -40,17 +40,21 @@ def test_serve_never_imports_the_demo(tmp_path: Path) -> None:
             "PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
         }
     )
+    # The import log goes to a file: it outgrows a pipe's buffer, and an unread pipe
+    # would stop `serve` at its next write.
+    log_path = tmp_path / "serve.err"
+    log_file = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "receiver", "serve", "--dry-run"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file,
         text=True,
     )
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert proc.poll() is None, f"serve exited early: {proc.communicate()[1][-2000:]}"
+            assert proc.poll() is None, f"serve exited early: {log_path.read_text()[-2000:]}"
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                     break
@@ -76,7 +80,9 @@ def test_serve_never_imports_the_demo(tmp_path: Path) -> None:
         assert answer.status_code == 200, answer.text
     finally:
         proc.terminate()
-        _, stderr = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
+        log_file.close()
+    stderr = log_path.read_text()
     imported = [
         line.rsplit("|", 1)[-1].strip()
         for line in stderr.splitlines()

@@ -460,6 +460,47 @@ return out
 """
 
 
+async def test_a_report_slot_is_taken_once_across_replicas_and_restarts(
+    make_store: StoreFactory,
+) -> None:
+    # Two handles on one state: two replicas (Redis), or the router after a restart.
+    a, b = make_store(), make_store()
+    await a.open()
+    await b.open()
+    nine = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    try:
+        assert await a.last_report_slot("daily-costs") is None
+        # Both ask at once: exactly one takes it.
+        won = await asyncio.gather(
+            a.claim_report_slot("daily-costs", nine, "replica-a"),
+            b.claim_report_slot("daily-costs", nine, "replica-b"),
+        )
+        assert sorted(won) == [False, True]
+        # Asking again, by either, never takes it twice.
+        assert not await a.claim_report_slot("daily-costs", nine, "replica-a")
+        assert not await b.claim_report_slot("daily-costs", nine, "replica-b")
+        assert await a.last_report_slot("daily-costs") == nine
+        assert await b.last_report_slot("daily-costs") == nine
+        # Another report's slot at the same time is its own.
+        assert await b.claim_report_slot("weekly", nine, "replica-b")
+        # The next day's slot; an older slot taken late does not move the latest back.
+        tomorrow = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
+        assert await a.claim_report_slot("daily-costs", tomorrow, "replica-a")
+        assert await b.claim_report_slot("daily-costs", datetime(2026, 3, 1, 8, tzinfo=UTC), "b")
+        assert await b.last_report_slot("daily-costs") == tomorrow
+    finally:
+        await a.close()
+        await b.close()
+    # A restart keeps what was taken.
+    again = make_store()
+    await again.open()
+    try:
+        assert await again.last_report_slot("daily-costs") == datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
+        assert not await again.claim_report_slot("daily-costs", nine, "replica-c")
+    finally:
+        await again.close()
+
+
 def test_lua_decide_matches_python(redis_server: RedisServer) -> None:
     repeat = 3600.0
     entries = [

@@ -18,6 +18,8 @@
   TTL of the ledger retention, and `P:ledger:index` (zset, score = last write) for purge.
 - Dead letters: `P:dead:item:<id>` (the outbox hash, renamed), `P:dead` (zset, score = id).
 - Send pacing: `P:send:slot` and `P:send:paused` (hashes destination -> time).
+- Report slots: `P:report:slot:<report, URL-quoted>:<time>` (the owner that took it, with a
+  TTL: `P:report:last` outlives it), `P:report:last` (hash report -> its latest slot taken).
 
 Keys already written by a running deployment keep these names: renaming one needs a
 migration.
@@ -56,6 +58,7 @@ class Keys:
         self.ready_check = f"{prefix}:ready-check"
         self.send_slot = f"{prefix}:send:slot"
         self.send_pause = f"{prefix}:send:paused"
+        self.report_last = f"{prefix}:report:last"
 
     def seen(self, alert: Alert) -> str:
         starts = format_time(alert.starts_at)
@@ -66,6 +69,9 @@ class Keys:
 
     def wait(self, destination: str) -> str:
         return f"{self.prefix}:outbox:wait:{destination}"
+
+    def report_slot(self, report: str, slot_at: float) -> str:
+        return f"{self.prefix}:report:slot:{quote(report, safe='')}:{slot_at!r}"
 
     def ledger(self, destination: str, episode: str) -> str:
         # Quoted, so that a ':' in a destination name cannot make two keys collide.

@@ -37,6 +37,7 @@ NAMES = (
     "pause",
     "renew",
     "release",
+    "claim_report_slot",
 )
 # The scripts that only read: the ones a read-only store may run.
 READ_ONLY = frozenset({"dead_letters"})

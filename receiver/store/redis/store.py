@@ -22,6 +22,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -54,6 +55,9 @@ log = logging.getLogger("alert_router.store")
 _DEFAULT_LEDGER_RETENTION = 5 * 86400.0
 # Ledger keys deleted per purge script, so one call never blocks Redis for long.
 _PURGE_BATCH = 1000
+# A taken report slot's key lives this long: far longer than replicas race for a slot;
+# after it, `P:report:last` (no TTL) keeps the slot from being taken again.
+_REPORT_SLOT_TTL = 7 * 86400
 
 
 def _num(value: float) -> str:
@@ -406,3 +410,16 @@ class RedisStore:
 
     async def pause_destination(self, destination: str, until: float) -> None:
         await self._script("pause", [self._keys.send_pause], [destination, repr(until)])
+
+    async def claim_report_slot(self, report: str, slot_at: datetime, owner: str) -> bool:
+        at = slot_at.timestamp()
+        keys = [self._keys.report_slot(report, at), self._keys.report_last]
+        taken = await self._script(
+            "claim_report_slot", keys, [owner, report, _num(at), _REPORT_SLOT_TTL]
+        )
+        return bool(taken)
+
+    async def last_report_slot(self, report: str) -> datetime | None:
+        with self._errors():
+            last = await self._redis().hget(self._keys.report_last, report)
+        return None if last is None else datetime.fromtimestamp(float(last), UTC)

@@ -58,6 +58,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS report_slots (
+    report TEXT NOT NULL,
+    slot_at REAL NOT NULL,
+    owner TEXT NOT NULL,
+    PRIMARY KEY (report, slot_at)
+) WITHOUT ROWID;
 """
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,7 +56,13 @@ class SqliteStore:
     async def open(self) -> None:
         if not self.read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = Writer(str(self.path), self._busy_timeout, read_only=self.read_only)
+            self._writer = Writer(str(self.path), self._busy_timeout)
+        elif self.path.exists():
+            self._writer = Writer(str(self.path), self._busy_timeout, read_only=True)
+        else:
+            # Nothing was ever stored here: read as an empty store, create no file (writes
+            # are refused by `_write` all the same).
+            self._writer = Writer(":memory:", self._busy_timeout)
         await asyncio.to_thread(self._writer.start)
 
     async def close(self) -> None:
@@ -368,6 +375,27 @@ class SqliteStore:
         if self.read_only:
             raise ReadOnlyStoreError
         self._paused[destination] = max(until, self._paused.get(destination, 0.0))
+
+    async def claim_report_slot(self, report: str, slot_at: datetime, owner: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            # The primary key (report, slot_at) makes the second claim of a slot a no-op.
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO report_slots VALUES (?, ?, ?)",
+                (report, slot_at.timestamp(), owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(op)
+
+    async def last_report_slot(self, report: str) -> datetime | None:
+        def op(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT max(slot_at) FROM report_slots WHERE report = ?", (report,)
+            ).fetchone()
+            return None if row is None else row[0]
+
+        last = await self._run(op)
+        return None if last is None else datetime.fromtimestamp(last, UTC)
 
 
 def _ledger(conn: sqlite3.Connection, destination: str, episode: str) -> LedgerEntry | None:

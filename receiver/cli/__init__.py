@@ -1,4 +1,5 @@
-"""The `alert-router` command line: serve, check, route, send, test, demo, dead-letters."""
+"""The `alert-router` command line: serve, check, route, send, test, report, demo,
+dead-letters. Each command with more than a screen of its own lives in its own module."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from receiver import __version__
-from receiver.config.rules import Rules, RulesError, load_rules
+from receiver.cli import report
+from receiver.cli.common import config_arg, load_or_explain, pairs, settings_from
+from receiver.config.rules import Rules
 from receiver.config.secrets import SecretStore
 from receiver.config.settings import Settings
 from receiver.logs import configure
@@ -47,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the service")
-    _config_arg(serve)
+    config_arg(serve)
     serve.add_argument("--dry-run", action="store_true", help="render and log, send nothing")
     serve.add_argument(
         "--no-auth", action="store_true", help="accept webhooks without a bearer token (open!)"
@@ -62,13 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     check = sub.add_parser("check", help="validate rules and secrets")
-    _config_arg(check)
+    config_arg(check)
     check.add_argument(
         "--online", action="store_true", help="also run every context query against Prometheus"
     )
 
     route = sub.add_parser("route", help="which routes and destinations an alert reaches")
-    _config_arg(route)
+    config_arg(route)
     route.add_argument("labels", nargs="+", metavar="label=value")
     route.add_argument(
         "--context",
@@ -88,8 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     test = sub.add_parser("test", help="run a YAML file of routing tests against the rules")
-    _config_arg(test)
+    config_arg(test)
     test.add_argument("file", type=Path)
+
+    report.add_parser(sub)
 
     sub.add_parser("demo", help="the main job on this machine, in dry-run, with sample alerts")
 
@@ -102,32 +106,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="rules file (ALERT_ROUTER_CONFIG)")
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings()
-    updates: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        updates["config"] = args.config
-    if getattr(args, "host", None):
-        updates["host"] = args.host
-    if getattr(args, "port", None):
-        updates["port"] = args.port
-    return settings.model_copy(update=updates)
-
-
-def _load(settings: Settings) -> Rules | None:
-    try:
-        return load_rules(settings.config)
-    except RulesError as exc:
-        print(f"{settings.config}: invalid rules:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None
-
-
 # -- serve -------------------------------------------------------------------------------
 
 
@@ -135,9 +113,9 @@ def _serve(args: argparse.Namespace) -> int:
     from receiver import serving
     from receiver.runtime import build_service, button_warnings, refusals
 
-    settings = _settings(args)
+    settings = settings_from(args)
     configure(settings.log_format)
-    rules = _load(settings)
+    rules = load_or_explain(settings)
     if rules is None:
         return 2
     secrets = SecretStore(settings.secrets_dir)
@@ -179,8 +157,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from receiver.runtime import button_warnings, missing_secrets, missing_token
 
-    settings = _settings(args)
-    rules = _load(settings)
+    settings = settings_from(args)
+    rules = load_or_explain(settings)
     if rules is None:
         return 1
     secrets = SecretStore(settings.secrets_dir)
@@ -203,6 +181,12 @@ def _check(args: argparse.Namespace) -> int:
     print(f"  routes ({len(rules.routes)}): {', '.join(r.name for r in rules.routes)}")
     print(f"  default: {rules.default or '(none: unmatched alerts are dropped)'}")
     print(f"  context values ({len(rules.context)}): {', '.join(rules.context) or 'none'}")
+    print(f"  reports ({len(rules.reports)}):" + ("" if rules.reports else " none"))
+    for name, sched in rules.reports.items():
+        print(
+            f"    {name}: {sched.schedule.text!r} {sched.timezone}, to {', '.join(sched.to)}; "
+            f"{', '.join(sched.sections)}" + ("; chart" if sched.chart else "")
+        )
     if args.online:
         problems.extend(asyncio.run(_check_online(rules, settings)))
     for warning in warnings:
@@ -231,24 +215,14 @@ async def _check_online(rules: Rules, settings: Settings) -> list[str]:
 # -- route -------------------------------------------------------------------------------
 
 
-def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
-    pairs = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"alert-router: {what} {item!r} must be name=value")
-        pairs[name] = value
-    return pairs
-
-
 def _route(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    rules = _load(settings)
+    settings = settings_from(args)
+    rules = load_or_explain(settings)
     if rules is None:
         return 1
-    labels = _pairs(args.labels, "label")
+    labels = pairs(args.labels, "label")
     context: dict[str, float] = {}
-    for name, value in _pairs(args.context, "context value").items():
+    for name, value in pairs(args.context, "context value").items():
         if not rules.knows_value(name):
             known = ", ".join(rules.context) or "none"
             print(f"alert-router: unknown context value {name!r} (defined: {known})")
@@ -307,9 +281,9 @@ def _send(args: argparse.Namespace) -> int:
             print(f"alert-router: {first} is neither a webhook nor an alert", file=sys.stderr)
             return 2
     else:
-        labels = _pairs(args.alert, "label")
+        labels = pairs(args.alert, "label")
         labels.setdefault("alertname", "TestAlert")
-        annotations = _pairs(args.annotation, "annotation")
+        annotations = pairs(args.annotation, "annotation")
         payload = webhook([(labels, annotations)], status=args.status)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = args.url or f"http://{host}:{settings.port}/alerts"
@@ -333,8 +307,8 @@ def _send(args: argparse.Namespace) -> int:
 def _test(args: argparse.Namespace) -> int:
     from receiver.routing.ruletest import RuleTestError, run_rule_tests
 
-    settings = _settings(args)
-    rules = _load(settings)
+    settings = settings_from(args)
+    rules = load_or_explain(settings)
     if rules is None:
         return 2
     try:
@@ -410,6 +384,7 @@ _COMMANDS = {
     "route": _route,
     "send": _send,
     "test": _test,
+    "report": report.run,
     "demo": _demo,
     "dead-letters": _dead_letters,
 }
