@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.store.base import Claims, StoreError
+from receiver.store.base import Claims, ReadOnlyStoreError
 from receiver.store.sqlite.schema import SCHEMA
 from receiver.store.sqlite.store import SqliteStore
 from tests.store.test_contract import alert, route_all
@@ -57,8 +57,18 @@ async def test_a_read_only_open_changes_no_schema(tmp_path: Path) -> None:
     assert "owner" not in columns(path, "inbox")
 
 
-async def test_a_read_only_open_of_a_missing_file_fails_and_creates_none(tmp_path: Path) -> None:
+async def test_a_read_only_open_of_a_missing_file_is_empty_and_creates_none(
+    tmp_path: Path,
+) -> None:
+    # `alert-router dead-letters list` before any router ran: nothing stored, nothing made.
     path = tmp_path / "missing" / "state.db"
-    with pytest.raises(StoreError, match="cannot open"):
-        await SqliteStore(path, read_only=True).open()
+    store = SqliteStore(path, read_only=True)
+    await store.open()
+    try:
+        assert await store.dead_letters() == []
+        assert await store.depths() == {"inbox": 0, "outbox": 0, "dead_letters": 0}
+        with pytest.raises(ReadOnlyStoreError, match="read-only"):
+            await store.replay_dead_letters(None, 0.0)
+    finally:
+        await store.close()
     assert not path.parent.exists()
