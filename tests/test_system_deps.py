@@ -60,8 +60,15 @@ def test_an_unknown_purpose_is_refused(tmp_path: Path) -> None:
 def test_make_demo_runs_the_install_before_the_demo() -> None:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    # Run as a top-level make even under `make test`: no inherited flags, no directory lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     steps = subprocess.run(
-        ["make", "-n", "-B", "demo"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "-n", "-B", "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     install = steps.index("scripts/install-system-deps demo")
     assert steps[install + 1 :] == [".venv/bin/alert-router demo"]

@@ -40,6 +40,17 @@ def test_retry_after_is_honoured(
         router.metric("alert_router_notifications_total", destination="hook", outcome="retried")
         == 1
     )
+    # The fake records the message as it answers; the router counts it once the answer is
+    # back, a moment later.
+    wait_until(
+        lambda: (
+            router.metric(
+                "alert_router_notifications_total", destination="hook", outcome="delivered"
+            )
+            > 0
+        ),
+        timeout=10,
+    )
     assert (
         router.metric("alert_router_notifications_total", destination="hook", outcome="delivered")
         == 1
