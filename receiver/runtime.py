@@ -25,7 +25,7 @@ from receiver.notify.slack.bot import SlackBotNotifier
 from receiver.notify.slack.buttons import slack_buttons
 from receiver.notify.slack.report import chart_title, report_message
 from receiver.notify.slack.webhook import SlackWebhookNotifier
-from receiver.pipeline.reports import PostReport, ReportWork, post_with_retries
+from receiver.pipeline.reports import PostReport, ReportWork
 from receiver.reports.model import Report
 from receiver.reports.render import render_text
 from receiver.reports.schedule import Slot
@@ -162,7 +162,6 @@ def report_work(
     """The pipeline's scheduled reports: built from Prometheus at the slot's time, sent to
     each destination of the report (logged instead, in dry run)."""
     prometheus = PrometheusClient(http, metrics)
-    stopping = asyncio.Event()  # sends end with their last try; the pipeline cancels them
 
     async def build(name: str, spec: ReportSpec, slot: Slot) -> Report:
         return await build_report(
@@ -170,29 +169,38 @@ def report_work(
             prometheus_url=settings.prometheus_url,
         )  # fmt: skip
 
-    async def deliver(name: str, spec: ReportSpec, report: Report) -> None:
+    def poster(
+        destination: str, report: Report, chart: bytes | None
+    ) -> tuple[PostReport, Callable[[], Awaitable[None]]]:
         if dry_run:
-            log.info("report (dry run)", extra={"report": name, "text": render_text(report)})
-            return
-        current = rules()
-        bots = [
-            d
-            for d in spec.to
-            if (slack := current.destinations[d].slack) is not None and slack.token is not None
-        ]
-        chart = None
-        if spec.chart and bots:
-            # matplotlib loads only when a chart is drawn.
-            from receiver.reports.chart import render_chart
 
-            chart = await asyncio.to_thread(render_chart, report)
-        for destination in spec.to:
-            post, close = report_poster(
-                destination, current.destinations[destination], settings, secrets, report, chart
-            )
-            try:
-                await post_with_retries(destination, name, post, stopping)
-            finally:
-                await close()
+            async def logged(_posted: Ref | None) -> Ref:
+                log.info(
+                    "report (dry run)",
+                    extra={
+                        "report": report.name,
+                        "destination": destination,
+                        "text": render_text(report),
+                    },
+                )
+                return {}
 
-    return ReportWork(build, deliver)
+            async def nothing() -> None:
+                return None
+
+            return logged, nothing
+        spec = rules().destinations[destination]
+        return report_poster(destination, spec, settings, secrets, report, chart)
+
+    async def draw(report: Report) -> bytes:
+        # matplotlib loads only when a chart is drawn.
+        from receiver.reports.chart import render_chart
+
+        return await asyncio.to_thread(render_chart, report)
+
+    def takes_chart(destination: str) -> bool:
+        spec = rules().destinations.get(destination)
+        slack = None if spec is None else spec.slack
+        return not dry_run and slack is not None and slack.token is not None
+
+    return ReportWork(build, poster, draw, takes_chart)

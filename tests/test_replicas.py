@@ -856,3 +856,61 @@ def test_two_replicas_send_a_scheduled_report_once(
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_a_replica_killed_at_the_scheduled_minute_leaves_its_report_to_the_other(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    slack_webhook: SlackWebhookServer,
+    hanging_prometheus: HangingServer,
+) -> None:
+    config = tmp_path / "routes.yaml"
+    # `spend` queries Prometheus, which never answers: whichever replica takes the slot is
+    # still building the report when it is killed.
+    config.write_text(REPORT_RULES.replace("sections: [incidents]", "sections: [spend]"))
+    replicas = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        settings = make_settings(
+            tmp_path / name,
+            config,
+            state=redis_server.url,
+            lease=LEASE,
+            prometheus_url=hanging_prometheus.url,
+        )
+        (settings.secrets_dir / "slack-webhook-url").write_text(slack_webhook.url)
+        replicas[name] = ServerProcess(settings)
+    try:
+        for replica in replicas.values():
+            replica.wait_ready()
+
+        def claimer() -> str | None:
+            for name, replica in replicas.items():
+                if any(line.get("message") == "report due" for line in replica.logs()):
+                    return name
+            return None
+
+        wait_until(lambda: claimer() is not None, timeout=75, interval=0.01)
+        taken_by = claimer()
+        assert taken_by is not None
+        replicas[taken_by].kill()
+        killed = time.monotonic()
+        # Prometheus answers nothing from now on (refused): the report says so, but is sent.
+        hanging_prometheus.close()
+        assert slack_webhook.messages == []
+        survivor = replicas["b" if taken_by == "a" else "a"]
+        wait_until(lambda: len(slack_webhook.messages) >= 1, timeout=LEASE + 20)
+        took = time.monotonic() - killed
+        print(f"report sent by the survivor {took:.1f} s after the kill (lease {LEASE:g} s)")
+        # Both replicas' loops look every few seconds: long enough for a second copy to show.
+        time.sleep(8)
+        reports = [m for m in slack_webhook.messages if "Cost report every-minute" in str(m)]
+        assert len(reports) == 1, reports
+        assert all("(LATE)" not in str(m) for m in reports)
+        messages = [line.get("message") for line in survivor.logs()]
+        assert "report taken over from a replica that stopped renewing it" in messages
+        assert "report delivered" in messages
+    finally:
+        for replica in replicas.values():
+            if replica.proc.poll() is None:
+                replica.stop()

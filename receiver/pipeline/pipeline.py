@@ -122,10 +122,10 @@ class Pipeline:
             else ReportScheduler(
                 store,
                 rules,
-                reports.build,
-                reports.deliver,
+                reports,
                 owner=self.held.owner,
                 stopping=self._stopping,
+                tuning=current,
             )
         )
         self._beat: asyncio.Task[None] | None = None

@@ -14,6 +14,10 @@ from typing import Protocol
 from receiver.dedup import LedgerEntry
 from receiver.models import Alert, CostContext, DedupReason
 
+# Report slots older than this are forgotten (each report's latest is kept: it is what the
+# schedule starts from); longer than any report's window, within which a slot may be sent.
+REPORT_SLOT_RETENTION = 40 * 86400.0
+
 
 class StoreError(Exception):
     """The store cannot read or write; ingest answers 503 so Alertmanager retries."""
@@ -94,7 +98,32 @@ class Claims:
 
 
 @dataclass(frozen=True)
+class ReportSend:
+    """One destination's copy of one scheduled report slot, queued until it is sent."""
+
+    id: str
+    report: str
+    slot_at: datetime
+    # Claimed after its time had passed (the router was down at it): the report says so.
+    late: bool
+    destination: str
+    attempts: int
+    # The report's message, posted on an earlier try whose chart upload failed: the next
+    # try uploads only the chart, so the report is never posted twice.
+    posted: Mapping[str, str] | None = None
+    # Claimed before by a replica whose lease ran out: it may have posted it already.
+    taken_over: bool = False
+
+
+# A report's dead letter id starts with this; an alert's is a number.
+REPORT_DEAD_LETTER = "report-"
+
+
+@dataclass(frozen=True)
 class DeadLetter:
+    """A notification, or a report (`status` "report", `alertname` the report's name and
+    `episode` its slot), that will not be tried again until it is replayed."""
+
     id: str
     destination: str
     alertname: str
@@ -162,16 +191,19 @@ class Store(Protocol):
 
     async def dead_letter(self, items: Sequence[OutboxItem], error: str, now: float) -> None: ...
 
-    async def dead_letters(self) -> list[DeadLetter]: ...
+    async def dead_letters(self) -> list[DeadLetter]:
+        """The notifications' dead letters, then the reports' (ids REPORT_DEAD_LETTER...)."""
+        ...
 
     async def replay_dead_letters(self, ids: Sequence[str] | None, now: float) -> int:
-        """Queue dead letters again (all when `ids` is None); returns how many."""
+        """Queue dead letters again, notifications and reports (all when `ids` is None);
+        returns how many."""
         ...
 
     async def ledger_entry(self, destination: str, episode: str) -> LedgerEntry | None: ...
 
     async def depths(self) -> dict[str, int]:
-        """Counts of `inbox`, `outbox` and `dead_letters`."""
+        """Counts of `inbox`, `outbox` and `dead_letters` (the reports' included)."""
         ...
 
     async def queued_destinations(self) -> set[str]:
@@ -183,7 +215,8 @@ class Store(Protocol):
         ...
 
     async def purge(self, now: float, window: float, ledger_retention: float) -> None:
-        """Forget ingest copies older than `window` and ledger entries older than retention."""
+        """Forget ingest copies older than `window`, ledger entries older than retention,
+        and report slots older than REPORT_SLOT_RETENTION but each report's latest."""
         ...
 
     async def reserve_send(self, destination: str, interval: float, now: float) -> float:
@@ -197,10 +230,54 @@ class Store(Protocol):
         replica."""
         ...
 
-    async def claim_report_slot(self, report: str, slot_at: datetime, owner: str) -> bool:
+    async def claim_report_slot(
+        self,
+        report: str,
+        slot_at: datetime,
+        owner: str,
+        destinations: Sequence[str] = (),
+        *,
+        late: bool = False,
+    ) -> bool:
         """Take the scheduled time `slot_at` of `report` for `owner`, atomically: True for
         exactly one caller across every replica and restart, False for all the others
-        (set-if-absent). The latest slot taken is what `last_report_slot` answers."""
+        (set-if-absent). The latest slot taken is what `last_report_slot` answers. In the
+        same step, the caller that takes it queues one ReportSend per destination."""
+        ...
+
+    async def claim_report_sends(
+        self, limit: int, now: float, lease: float, owner: str
+    ) -> list[ReportSend]:
+        """Lease up to `limit` queued report sends that are due (`not_before` passed, no
+        live lease) to `owner` until `now + lease`, oldest slot first."""
+        ...
+
+    async def renew_report_sends(
+        self, owner: str, ids: Sequence[str], now: float, lease: float
+    ) -> set[str]:
+        """Extend to `now + lease` each send of `ids` that `owner` still holds; returns the
+        ids it holds."""
+        ...
+
+    async def report_sent(self, owner: str, send: ReportSend) -> bool:
+        """Retire a send `owner` holds; False when it holds it no longer."""
+        ...
+
+    async def reschedule_report_send(
+        self,
+        owner: str,
+        send: ReportSend,
+        not_before: float,
+        error: str,
+        posted: Mapping[str, str] | None,
+    ) -> None:
+        """Count a failed try of a send `owner` holds and queue it again at `not_before`."""
+        ...
+
+    async def dead_letter_report_send(
+        self, owner: str, send: ReportSend, error: str, now: float
+    ) -> None:
+        """Keep a send `owner` holds as a dead letter (its try counted)."""
         ...
 
     async def last_report_slot(self, report: str) -> datetime | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,28 +17,7 @@ from receiver.store.redis import scripts
 from receiver.store.redis.store import RedisStore
 from receiver.store.sqlite.store import SqliteStore
 from tests.fakes.redis import RedisServer
-
-StoreFactory = Callable[[], Store]
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """A factory, so a test can open the same state twice (a restart, another replica)."""
-    if request.param == "sqlite":
-        return lambda: SqliteStore(tmp_path / "state.db")
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        return lambda: RedisStore(server.url)
-    raise AssertionError(request.param)
-
-
-@pytest.fixture
-async def store(make_store: StoreFactory) -> AsyncIterator[Store]:
-    s = make_store()
-    await s.open()
-    yield s
-    await s.close()
-
+from tests.store.conftest import StoreFactory
 
 T0 = datetime(2026, 11, 29, 2, 39, 35, 178000, tzinfo=UTC)
 

@@ -20,6 +20,10 @@
 - Send pacing: `P:send:slot` and `P:send:paused` (hashes destination -> time).
 - Report slots: `P:report:slot:<report, URL-quoted>:<time>` (the owner that took it, with a
   TTL: `P:report:last` outlives it), `P:report:last` (hash report -> its latest slot taken).
+- Report sends: `P:report:send:<id>` (hash: report, slot_at, late, destination, attempts,
+  owner, lease_until, posted, error, failed_at), `P:report:sends` (zset, score = when
+  claimable), `P:report:dead` (zset, score = id: the sends kept as dead letters),
+  `P:report:seq`.
 
 Keys already written by a running deployment keep these names: renaming one needs a
 migration.
@@ -59,6 +63,10 @@ class Keys:
         self.send_slot = f"{prefix}:send:slot"
         self.send_pause = f"{prefix}:send:paused"
         self.report_last = f"{prefix}:report:last"
+        self.report_send = f"{prefix}:report:send:"
+        self.report_sends = f"{prefix}:report:sends"
+        self.report_dead = f"{prefix}:report:dead"
+        self.report_seq = f"{prefix}:report:seq"
 
     def seen(self, alert: Alert) -> str:
         starts = format_time(alert.starts_at)

@@ -38,6 +38,10 @@ NAMES = (
     "renew",
     "release",
     "claim_report_slot",
+    "claim_report_sends",
+    "renew_report_sends",
+    "settle_report_send",
+    "replay_reports",
 )
 # The scripts that only read: the ones a read-only store may run.
 READ_ONLY = frozenset({"dead_letters"})

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,6 +33,7 @@ from receiver.dedup import LedgerEntry
 from receiver.models import Alert, DedupReason
 from receiver.store import codec
 from receiver.store.base import (
+    REPORT_DEAD_LETTER,
     Claims,
     DeadLetter,
     Decision,
@@ -48,6 +48,7 @@ from receiver.store.redis import scripts
 from receiver.store.redis.connection import check_persistence, connect
 from receiver.store.redis.errors import store_errors, url_secrets
 from receiver.store.redis.keys import Keys, scan_destinations
+from receiver.store.redis.reports import ReportQueue, num
 
 log = logging.getLogger("alert_router.store")
 
@@ -55,20 +56,9 @@ log = logging.getLogger("alert_router.store")
 _DEFAULT_LEDGER_RETENTION = 5 * 86400.0
 # Ledger keys deleted per purge script, so one call never blocks Redis for long.
 _PURGE_BATCH = 1000
-# A taken report slot's key lives this long: far longer than replicas race for a slot;
-# after it, `P:report:last` (no TTL) keeps the slot from being taken again.
-_REPORT_SLOT_TTL = 7 * 86400
 
 
-def _num(value: float) -> str:
-    """A float as text that Redis and Lua parse back to the same double."""
-    if math.isfinite(value):
-        return repr(float(value))
-    # Lua's tonumber does not read "inf"; 1e308 compares the same against any time.
-    return "1e308" if value > 0 else "-1e308"
-
-
-class RedisStore:
+class RedisStore(ReportQueue):
     """The store for several replicas (ALERT_ROUTER_STATE is a redis://, rediss:// or
     unix:// URL); any number of RedisStore instances may share one Redis."""
 
@@ -146,7 +136,7 @@ class RedisStore:
         if not alerts:
             return IngestResult(0, 0)
         k = self._keys
-        args: list[Any] = [_num(now), _num(window), max(0, math.ceil(window * 1000))]
+        args: list[Any] = [num(now), num(window), max(0, math.ceil(window * 1000))]
         for alert in alerts:
             args += [
                 k.seen(alert),
@@ -176,7 +166,7 @@ class RedisStore:
                 k.inbox_firing,
                 k.inbox_owner,
             ],
-            [_num(now), _num(now + lease), limit, _num(now + 1.0), owner],
+            [num(now), num(now + lease), limit, num(now + 1.0), owner],
         )
         items = []
         for id_, payload, taken in rows:
@@ -190,7 +180,7 @@ class RedisStore:
         self, inbox_ids: Sequence[str], planned: Sequence[Planned], now: float
     ) -> list[Decision]:
         k = self._keys
-        args: list[Any] = [_num(now), k.outbox_item, len(inbox_ids), *inbox_ids]
+        args: list[Any] = [num(now), k.outbox_item, len(inbox_ids), *inbox_ids]
         for item in planned:
             args += [
                 k.ledger(item.destination, item.alert.episode),
@@ -199,7 +189,7 @@ class RedisStore:
                 item.destination,
                 item.alert.episode,
                 item.alert.status,
-                _num(item.repeat_interval),
+                num(item.repeat_interval),
                 "1" if item.send_resolved else "0",
                 item.route,
                 codec.dump_notification(item.alert, item.context, item.received_at),
@@ -230,7 +220,7 @@ class RedisStore:
         with self._errors():
             async with self._redis().pipeline(transaction=True) as pipe:
                 pipe.zcard(k.ready(destination))
-                pipe.zcount(k.wait(destination), "-inf", _num(now))
+                pipe.zcount(k.wait(destination), "-inf", num(now))
                 ready, due = await pipe.execute()
         count = int(ready) + int(due)  # O(log n) either way
         return count if at_most is None else min(count, at_most)
@@ -245,7 +235,7 @@ class RedisStore:
         rows = await self._script(
             "claim_outbox",
             [k.ready(destination), k.wait(destination), k.pending],
-            [_num(now), _num(now + lease), limit, k.outbox_item, _num(now + 1.0), owner],
+            [num(now), num(now + lease), limit, k.outbox_item, num(now + 1.0), owner],
         )
         return [
             codec.outbox_item(
@@ -266,7 +256,7 @@ class RedisStore:
         if not claims:
             return Claims()
         k = self._keys
-        args = [owner, _num(now), _num(now + lease), k.outbox_item, len(claims.inbox)]
+        args = [owner, num(now), num(now + lease), k.outbox_item, len(claims.inbox)]
         lost_inbox, lost_outbox = await self._script(
             "renew", [k.inbox_leased, k.inbox_owner], [*args, *claims.inbox, *claims.outbox]
         )
@@ -291,7 +281,7 @@ class RedisStore:
             return
         k = self._keys
         ttl = max(0, math.ceil(self._ledger_ttl * 1000))
-        args: list[Any] = [_num(now), ttl, k.outbox_item]
+        args: list[Any] = [num(now), ttl, k.outbox_item]
         for item, ref in zip(items, refs, strict=True):
             args += [
                 item.id,
@@ -304,7 +294,7 @@ class RedisStore:
     async def reschedule(self, items: Sequence[OutboxItem], not_before: float, error: str) -> None:
         if not items:
             return
-        args = [_num(not_before), error, self._keys.outbox_item, *(item.id for item in items)]
+        args = [num(not_before), error, self._keys.outbox_item, *(item.id for item in items)]
         await self._script("reschedule", [], args)
 
     async def dead_letter(self, items: Sequence[OutboxItem], error: str, now: float) -> None:
@@ -314,7 +304,7 @@ class RedisStore:
         await self._script(
             "dead_letter",
             [k.outbox_ids, k.pending, k.dead, k.dead_seq],
-            [_num(now), error, k.outbox_item, k.dead_item, *(item.id for item in items)],
+            [num(now), error, k.outbox_item, k.dead_item, *(item.id for item in items)],
         )
 
     async def dead_letters(self) -> list[DeadLetter]:
@@ -332,15 +322,23 @@ class RedisStore:
                 failed_at=float(failed_at),
             )
             for id_, destination, body, episode, status, error, attempts, failed_at in rows
-        ]
+        ] + await self._report_dead_letters()
 
     async def replay_dead_letters(self, ids: Sequence[str] | None, now: float) -> int:
         self._writable()
         k = self._keys
-        args = [_num(now), k.outbox_item, k.dead_item, "1" if ids is None else "0", *(ids or ())]
-        count = await self._script(
-            "replay", [k.dead, k.outbox_seq, k.outbox_ids, k.pending, k.destinations], args
-        )
+        alerts = None if ids is None else [i for i in ids if not i.startswith(REPORT_DEAD_LETTER)]
+        reports = None if ids is None else [i for i in ids if i.startswith(REPORT_DEAD_LETTER)]
+        count = 0
+        if alerts is None or alerts:
+            args = [num(now), k.outbox_item, k.dead_item, "1" if alerts is None else "0"]
+            count += await self._script(
+                "replay",
+                [k.dead, k.outbox_seq, k.outbox_ids, k.pending, k.destinations],
+                [*args, *(alerts or ())],
+            )
+        if reports is None or reports:
+            count += await self._replay_reports(reports)
         return int(count)
 
     async def ledger_entry(self, destination: str, episode: str) -> LedgerEntry | None:
@@ -364,8 +362,13 @@ class RedisStore:
                 pipe.hlen(k.inbox)
                 pipe.scard(k.outbox_ids)
                 pipe.zcard(k.dead)
-                inbox, outbox, dead = await pipe.execute()
-        return {"inbox": int(inbox), "outbox": int(outbox), "dead_letters": int(dead)}
+                pipe.zcard(k.report_dead)
+                inbox, outbox, dead, report_dead = await pipe.execute()
+        return {
+            "inbox": int(inbox),
+            "outbox": int(outbox),
+            "dead_letters": int(dead) + int(report_dead),
+        }
 
     async def queued_destinations(self) -> set[str]:
         k = self._keys
@@ -395,7 +398,7 @@ class RedisStore:
         # Ingest copies expire by their TTL (the dedup window). Ledger keys carry a TTL of
         # the retention too; the index makes purge exact for the caller's clock.
         self._ledger_ttl = ledger_retention
-        cutoff = _num(now - ledger_retention)
+        cutoff = num(now - ledger_retention)
         while True:
             count = await self._script("purge", [self._keys.ledger_index], [cutoff, _PURGE_BATCH])
             if int(count) < _PURGE_BATCH:
@@ -410,16 +413,3 @@ class RedisStore:
 
     async def pause_destination(self, destination: str, until: float) -> None:
         await self._script("pause", [self._keys.send_pause], [destination, repr(until)])
-
-    async def claim_report_slot(self, report: str, slot_at: datetime, owner: str) -> bool:
-        at = slot_at.timestamp()
-        keys = [self._keys.report_slot(report, at), self._keys.report_last]
-        taken = await self._script(
-            "claim_report_slot", keys, [owner, report, _num(at), _REPORT_SLOT_TTL]
-        )
-        return bool(taken)
-
-    async def last_report_slot(self, report: str) -> datetime | None:
-        with self._errors():
-            last = await self._redis().hget(self._keys.report_last, report)
-        return None if last is None else datetime.fromtimestamp(float(last), UTC)

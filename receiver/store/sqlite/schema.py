@@ -64,6 +64,21 @@ CREATE TABLE IF NOT EXISTS report_slots (
     owner TEXT NOT NULL,
     PRIMARY KEY (report, slot_at)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS report_sends (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    report TEXT NOT NULL,
+    slot_at REAL NOT NULL,
+    late INTEGER NOT NULL,
+    destination TEXT NOT NULL,
+    not_before REAL NOT NULL DEFAULT 0,
+    lease_until REAL NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    posted BLOB,
+    error TEXT,
+    -- Set: the send failed for good and is a dead letter until it is replayed.
+    failed_at REAL
+);
 """
 
 

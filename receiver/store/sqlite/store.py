@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ from receiver.dedup import SENDING, LedgerEntry, decide
 from receiver.models import Alert, format_time
 from receiver.store import codec
 from receiver.store.base import (
+    REPORT_DEAD_LETTER,
     Claims,
     DeadLetter,
     Decision,
@@ -33,13 +33,15 @@ from receiver.store.base import (
     ReadOnlyStoreError,
     StoreError,
 )
+from receiver.store.sqlite import reports
+from receiver.store.sqlite.reports import ReportQueue
 from receiver.store.sqlite.schema import CLAIM_DUE, CLAIM_FRESH, INBOX_INSERT, SEEN_UPSERT
 from receiver.store.sqlite.writer import Writer
 
 T = TypeVar("T")
 
 
-class SqliteStore:
+class SqliteStore(ReportQueue):
     """The embedded default store (ALERT_ROUTER_STATE is a file path)."""
 
     def __init__(
@@ -265,7 +267,7 @@ class SqliteStore:
                     failed_at=failed_at,
                 )
                 for id_, destination, alert, episode, status, error, attempts, failed_at in rows
-            ]
+            ] + reports.dead_letters(conn)
 
         return await self._run(op)
 
@@ -273,9 +275,17 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> int:
             if ids is None:
                 chosen = [row[0] for row in conn.execute("SELECT id FROM dead_letters")]
+                count = reports.replay(conn, None)
             else:
-                chosen = [int(i) for i in ids]
-            count = 0
+                chosen = [int(i) for i in ids if not i.startswith(REPORT_DEAD_LETTER)]
+                count = reports.replay(
+                    conn,
+                    [
+                        int(i.removeprefix(REPORT_DEAD_LETTER))
+                        for i in ids
+                        if i.startswith(REPORT_DEAD_LETTER)
+                    ],
+                )
             for id_ in chosen:
                 conn.execute(
                     "INSERT OR IGNORE INTO outbox (destination, episode, status, route, reason,"
@@ -326,10 +336,12 @@ class SqliteStore:
 
     async def depths(self) -> dict[str, int]:
         def op(conn: sqlite3.Connection) -> dict[str, int]:
-            return {
+            depths = {
                 table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
                 for table in ("inbox", "outbox", "dead_letters")
             }
+            depths["dead_letters"] += reports.dead_letter_count(conn)
+            return depths
 
         return await self._run(op)
 
@@ -361,6 +373,7 @@ class SqliteStore:
                 " < ?",
                 (now - ledger_retention,),
             )
+            reports.purge(conn, now)
 
         await self._write(op)
 
@@ -375,27 +388,6 @@ class SqliteStore:
         if self.read_only:
             raise ReadOnlyStoreError
         self._paused[destination] = max(until, self._paused.get(destination, 0.0))
-
-    async def claim_report_slot(self, report: str, slot_at: datetime, owner: str) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            # The primary key (report, slot_at) makes the second claim of a slot a no-op.
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO report_slots VALUES (?, ?, ?)",
-                (report, slot_at.timestamp(), owner),
-            )
-            return cursor.rowcount == 1
-
-        return await self._write(op)
-
-    async def last_report_slot(self, report: str) -> datetime | None:
-        def op(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute(
-                "SELECT max(slot_at) FROM report_slots WHERE report = ?", (report,)
-            ).fetchone()
-            return None if row is None else row[0]
-
-        last = await self._run(op)
-        return None if last is None else datetime.fromtimestamp(last, UTC)
 
 
 def _ledger(conn: sqlite3.Connection, destination: str, episode: str) -> LedgerEntry | None:
