@@ -102,6 +102,8 @@ def build_service(
     holder = RulesHolder(settings.config, metrics, validate=validate)
     http = httpx.AsyncClient()
     enricher = Enricher(http, metrics, prometheus_url=settings.prometheus_url)
+    # Alert charts (bot destinations with `charts: true`) query the alert's $/h series.
+    prometheus = PrometheusClient(http, metrics)
     reports = report_work(settings, secrets, http, metrics, lambda: holder.rules, dry_run=dry_run)
     return Service(
         settings=settings,
@@ -110,7 +112,7 @@ def build_service(
         secrets=secrets,
         metrics=metrics,
         notifiers=lambda rules: build_notifiers(
-            rules, secrets, settings, dry_run=dry_run, emit=emit
+            rules, secrets, settings, dry_run=dry_run, emit=emit, prometheus=prometheus
         ),
         context=enricher,
         auth=auth,

@@ -65,6 +65,10 @@ class SlackSpec(_Strict):
     # carry buttons that work, so neither key is allowed there.
     buttons: bool | None = None
     silence_durations: list[Duration] | None = None
+    # A bot destination can upload, in a firing alert's thread, the chart of its $/h
+    # series over the last hours (the files:write scope). Incoming webhooks cannot upload
+    # files, so charts: true is refused there.
+    charts: bool = False
 
     @model_validator(mode="after")
     def _one_way(self) -> SlackSpec:
@@ -78,6 +82,11 @@ class SlackSpec(_Strict):
             raise ValueError(
                 "buttons and silence_durations need a bot destination (token and channel): "
                 "incoming-webhook messages keep the silence link"
+            )
+        if self.webhook_url is not None and self.charts:
+            raise ValueError(
+                "charts need a bot destination (token and channel): incoming webhooks "
+                "cannot upload files"
             )
         return self
 
@@ -117,6 +126,19 @@ class PagerDutySpec(_Strict):
     default_severity: Severity = "warning"
     # PagerDuty Events API v2: about 120 events per minute per routing key.
     max_per_minute: float = Field(default=120.0, ge=0)
+    # Read only to be refused with its reason (an unknown key would say "check its
+    # spelling"): alert charts are files uploaded to Slack.
+    charts: bool | None = None
+
+    @field_validator("charts")
+    @classmethod
+    def _no_charts(cls, value: bool | None) -> None:
+        if value is not None:
+            raise ValueError(
+                "charts are uploaded to Slack bot destinations only: PagerDuty events carry "
+                "no files (remove charts here)"
+            )
+        return None
 
 
 class DestinationSpec(_Strict):

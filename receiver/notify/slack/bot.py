@@ -1,5 +1,6 @@
 """Slack's Web API with a bot token: chat.postMessage, and on resolve chat.update of the
-original message plus a reply in its thread."""
+original message plus a reply in its thread; with `charts`, a firing alert's cost chart in
+its message's thread (`alert_chart`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from receiver.config.secrets import SecretSource
 from receiver.models import Notification
 from receiver.notify.base import NotifyError, Ref
+from receiver.notify.slack.alert_chart import AlertCharts, ChartSource
 from receiver.notify.slack.buttons import Buttons
 from receiver.notify.slack.grafana import without_image
 from receiver.notify.slack.render import (
@@ -72,8 +74,10 @@ class SlackBotNotifier:
         api_url: str,
         timeout: float = 10.0,
         buttons: Buttons | None = None,
+        charts: ChartSource | None = None,
     ) -> None:
-        """`buttons`: what firing messages of this destination offer (None: no buttons)."""
+        """`buttons`: what firing messages of this destination offer (None: no buttons);
+        `charts`: where the cost charts of its firing alerts come from (None: no charts)."""
         self.name = name
         self.channel = channel
         self.buttons = buttons
@@ -83,6 +87,7 @@ class SlackBotNotifier:
         self._session = Session(timeout)
         self._client: AsyncWebClient | None = None
         self._sdk_logger = silent_logger(f"{log.name}.sdk.{name}")
+        self._charts = AlertCharts(name, charts, self._upload) if charts is not None else None
 
     def __repr__(self) -> str:
         return f"SlackBotNotifier({self.name!r}, token={self._token!r}, channel={self.channel!r})"
@@ -105,6 +110,8 @@ class SlackBotNotifier:
         return [update_body(notification, ref), reply_body(notification, ref, broadcast=False)]
 
     async def aclose(self) -> None:
+        if self._charts is not None:
+            await self._charts.aclose()  # they upload through the session closed below
         self._client = None
         await self._session.aclose()
 
@@ -121,7 +128,10 @@ class SlackBotNotifier:
         notification = batch[0]
         ref = message_ref(notification)
         if ref is None:
-            return [await self._post(self._post_body(render_batch(batch, self.buttons)))]
+            posted = await self._post(self._post_body(render_batch(batch, self.buttons)))
+            if self._charts is not None:
+                self._charts.posted(batch, posted)
+            return [posted]
         if ref.get("kind") == "digest":
             try:
                 await self._call("chat.postMessage", reply_body(notification, ref, broadcast=True))
@@ -179,16 +189,25 @@ class SlackBotNotifier:
     def _report_body(self, message: ReportMessage) -> dict[str, Any]:
         return {"channel": self.channel, **message.body()}
 
-    async def _upload(self, ref: Ref, png: bytes, title: str) -> None:
+    async def _upload(
+        self,
+        ref: Ref,
+        png: bytes,
+        title: str,
+        *,
+        filename: str = CHART_FILENAME,
+        alt_text: str = _CHART_ALT_TEXT,
+    ) -> None:
+        """Upload `png` into the thread of message `ref`; raises NotifyError."""
         where = f"slack bot {self.name}: files_upload_v2"
         secret = resolve(self._token, where)
         secrets = (secret,)
         try:
             await self._client_for(secret.reveal()).files_upload_v2(
                 content=png,
-                filename=CHART_FILENAME,
+                filename=filename,
                 title=title,
-                alt_txt=_CHART_ALT_TEXT,
+                alt_txt=alt_text,
                 channel=ref["channel"],
                 thread_ts=ref["ts"],
             )
