@@ -40,8 +40,10 @@ def test_the_demo_installs_what_the_real_chain_needs(tmp_path: Path) -> None:
     assert would_install(tmp_path, "demo") == ["prometheus", "prometheus-alertmanager"]
 
 
-def test_the_tests_install_redis_and_wrk_too(tmp_path: Path) -> None:
+def test_the_tests_install_redis_wrk_and_chromium_too(tmp_path: Path) -> None:
     assert would_install(tmp_path) == [
+        "chromium",
+        "chromium-driver",
         "prometheus",
         "prometheus-alertmanager",
         "redis-server",
