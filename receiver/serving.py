@@ -62,43 +62,55 @@ _SIGNALS = {signal.SIGTERM, signal.SIGINT}
 class RequestGuard(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection whose request has not arrived
     whole `request_timeout` seconds after its first byte, or that sends nothing for as
-    long after it opened (slowloris, or a client that connects and waits)."""
+    long after it opened (slowloris, or a client that connects and waits).
+
+    A request only notes when it began: the connection's one timer, when it fires, closes
+    a request that is late or sets itself for when the current one would be. A timer set
+    and cancelled per request cost a keep-alive connection more than its parsing."""
 
     request_timeout: float = REQUEST_TIMEOUT
     _request_timer: asyncio.TimerHandle | None = None
+    # Loop time the request being read began (or the connection opened); None while no
+    # request is arriving.
+    _waiting_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._begin()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         # Each request of a keep-alive (or pipelined) connection has the whole timeout.
-        self._arm()
+        self._begin()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         # Arrived: from here the answer is the application's business, and the time
         # between requests uvicorn's keep-alive timeout.
-        self._disarm()
+        self._waiting_since = None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._disarm()
-        self._request_timer = self.loop.call_later(self.request_timeout, self._timed_out)
-
-    def _disarm(self) -> None:
+        self._waiting_since = None
         if self._request_timer is not None:
             self._request_timer.cancel()
             self._request_timer = None
+        super().connection_lost(exc)
 
-    def _timed_out(self) -> None:
+    def _begin(self) -> None:
+        self._waiting_since = self.loop.time()
+        if self._request_timer is None:
+            self._request_timer = self.loop.call_later(self.request_timeout, self._check)
+
+    def _check(self) -> None:
         self._request_timer = None
-        if self.transport.is_closing():
+        since = self._waiting_since
+        if since is None or self.transport.is_closing():
             return
+        left = since + self.request_timeout - self.loop.time()
+        if left > 0:
+            self._request_timer = self.loop.call_later(left, self._check)
+            return
+        self._waiting_since = None
         # Info, not warning: under a slowloris attack this is one line per connection.
         log.info(
             "closing a connection whose request did not arrive in time",

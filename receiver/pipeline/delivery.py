@@ -3,8 +3,10 @@
 One loop per destination sends what is queued for it, at its own rate, so a failing
 Slack never delays PagerDuty. A rate-limited destination sends one message per send slot,
 a digest when a backlog waits; one without a limit whose notifier takes one notification
-per request (PagerDuty) sends several at once. The ledger is written only after a send
-succeeded (Alertmanager's SetNotifiesStage); what failed goes to `receiver.pipeline.retry`.
+per request (PagerDuty) sends several at once, and one without a limit that takes digests
+(Slack) sends what waits one message each, from one claim, or a digest past a backlog.
+The ledger is written only after a send succeeded (Alertmanager's SetNotifiesStage); what
+failed goes to `receiver.pipeline.retry`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from receiver.pipeline.claims import Held
 from receiver.pipeline.retry import Retries, SendFailure, send_failure
 from receiver.pipeline.scheduler import Scheduler, pause, wait_for_wake
 from receiver.pipeline.tuning import Tuning
-from receiver.store.base import OutboxItem, Store, StoreError
+from receiver.store.base import Claims, OutboxItem, Store, StoreError
 
 log = logging.getLogger("alert_router.pipeline")
 
@@ -105,10 +107,13 @@ class Delivery:
                 await pause(self._stopping, _PAUSE_AFTER_ERROR)
 
     async def deliver_once(self, dest: Destination) -> int:
-        """Send the next message for `dest`; returns how many notifications it carried."""
+        """Send what is next for `dest` (one message, or one round of single messages
+        without a rate limit); returns how many notifications it took."""
         t = self._tuning()
-        if dest.interval == 0 and dest.notifier.max_batch == 1:
-            return await self._deliver_parallel(dest)
+        if dest.interval == 0:
+            if dest.notifier.max_batch == 1:
+                return await self._deliver_parallel(dest)
+            return await self._deliver_unlimited(dest)
         name = dest.name
         now = self._clock()
         ready = await self._store.ready_count(name, now, at_most=t.digest_after + 1)
@@ -171,6 +176,96 @@ class Delivery:
         await self._retries.failed(name, failure)
         self._held.settled(outbox=[item.id for item in items])
         return len(items)
+
+    async def _deliver_unlimited(self, dest: Destination) -> int:
+        """Without a rate limit, a notifier that takes digests (Slack): what waits goes out
+        one message per notification, in queue order, claimed and recorded together (a
+        store round trip per message cost more than the message); a backlog of more than
+        `digest_after` goes out as a digest."""
+        t = self._tuning()
+        name = dest.name
+        now = self._clock()
+        # No slot to reserve (interval 0), but a vendor's Retry-After still holds.
+        at = await self._store.reserve_send(name, 0.0, now)
+        if at > now:
+            await asyncio.sleep(at - now)
+            now = self._clock()
+        owner, most = self._owner, max(1, dest.notifier.max_batch)
+        first = min(t.digest_after + 1, most)
+        items = await self._store.claim_outbox(name, first, now, t.lease, owner)
+        if not items:
+            return 0
+        self._held.took_outbox(items)
+        try:
+            if len(items) > t.digest_after:
+                if most > len(items):
+                    more = await self._store.claim_outbox(
+                        name, most - len(items), now, t.lease, owner
+                    )
+                    self._held.took_outbox(more)
+                    items = [*items, *more]
+                return await self._send(dest, items, now)
+            return await self._send_singles(dest, items)
+        except Exception:
+            self._held.settled(outbox=[item.id for item in items])
+            raise
+
+    async def _send_singles(self, dest: Destination, items: Sequence[OutboxItem]) -> int:
+        """Send claimed `items` one message each, in order, and record the outcome. One
+        notification per episode: a later one of an episode (a resolve behind its firing)
+        is released, to be claimed once the first is recorded, with its message ref. After
+        a failure worth retrying the rest is released too, so that the vendor's Retry-After
+        or the next step decides when it goes."""
+        name, notifier = dest.name, dest.notifier
+        episodes: set[str] = set()
+        done: list[tuple[OutboxItem, Ref | None]] = []
+        failures: list[SendFailure] = []
+        rest: Sequence[OutboxItem] = ()
+        for index, item in enumerate(items):
+            if self._stopping.is_set():
+                break  # the rest stays held, for the stop to release
+            if item.alert.episode in episodes:
+                rest = items[index:]
+                break
+            episodes.add(item.alert.episode)
+            self._held.sending([item])
+            try:
+                refs = await notifier.notify([_notification(item)])
+            except NotifyError as exc:
+                failures.append(send_failure([item], exc))
+                if exc.recoverable:
+                    rest = items[index + 1 :]
+                    break
+                continue
+            except Exception as exc:
+                log.exception("notifier raised unexpectedly", extra={"destination": name})
+                failures.append(send_failure([item], exc))
+                rest = items[index + 1 :]
+                break
+            done.append((item, refs[0] if refs else None))
+        if done:
+            await self._delivered(dest, [item for item, _ in done], [ref for _, ref in done])
+            self._held.settled(outbox=[item.id for item, _ in done])
+        for failure in failures:
+            await self._retries.failed(name, failure)
+            self._held.settled(outbox=[item.id for item in failure.items])
+        await self._release(rest)
+        return len(items)
+
+    async def _release(self, items: Sequence[OutboxItem]) -> None:
+        """Give claimed, unsent `items` back to the queue at once."""
+        if not items:
+            return
+        ids = tuple(item.id for item in items)
+        try:
+            await self._store.release(self._owner, Claims((), ids))
+        except StoreError as exc:
+            # Not renewed any more: they come back when their lease runs out.
+            log.warning(
+                "releasing unsent notifications failed; they wait for their lease",
+                extra={"destination": items[0].destination, "error": str(exc)},
+            )
+        self._held.settled(outbox=ids)
 
     async def _space(self, dest: Destination) -> None:
         """No next send to a rate-limited destination until `interval` after this one was

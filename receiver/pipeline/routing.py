@@ -90,10 +90,14 @@ class Routing:
                 t = self._tuning()
                 started = time.perf_counter()
                 batch = t.storm_batch if self._scheduler.storm else t.route_batch
-                if not await self.route_once(batch):
+                taken = await self.route_once(batch)
+                if not taken:
                     await wait_for_wake(self._wake, t.poll_interval)
                 else:
                     await self._scheduler.yield_to_webhooks(started)
+                if taken < batch and self._scheduler.storm:
+                    # The inbox is empty and webhooks keep coming: let a few gather.
+                    await pause(self._stopping, t.route_linger)
             except asyncio.CancelledError:
                 raise
             except StoreError as exc:
