@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 
 from receiver import __version__
-from receiver.cli import report
+from receiver.cli import explain, report
 from receiver.cli.common import config_arg, load_or_explain, pairs, settings_from
 from receiver.config.rules import Rules
 from receiver.config.secrets import SecretStore
 from receiver.config.settings import Settings
 from receiver.logs import configure
-from receiver.routing.routes import matching_routes, route_alert
+from receiver.routing.tester import parse_context, route_report
 
 log = logging.getLogger("alert_router.cli")
 
@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("file", type=Path)
 
     report.add_parser(sub)
+    explain.add_parser(sub)
 
     sub.add_parser("demo", help="the main job on this machine, in dry-run, with sample alerts")
 
@@ -221,42 +222,13 @@ def _route(args: argparse.Namespace) -> int:
     if rules is None:
         return 1
     labels = pairs(args.labels, "label")
-    context: dict[str, float] = {}
-    for name, value in pairs(args.context, "context value").items():
-        if not rules.knows_value(name):
-            known = ", ".join(rules.context) or "none"
-            print(f"alert-router: unknown context value {name!r} (defined: {known})")
-            return 2
-        try:
-            context[name] = float(value)
-        except ValueError:
-            print(f"alert-router: context value {name}={value!r} is not a number")
-            return 2
-    targets = route_alert(rules, labels, context)
-    print(", ".join(t.destination for t in targets) or "(no destination)")
-    for route in matching_routes(rules, labels, context):
-        conditions = "; ".join(
-            f"{c} (value {context[c.context]:g})" if c.context in context else str(c)
-            for c in route.when
-        )
-        print(
-            f"  route {route.name} -> {', '.join(route.to)}"
-            + (f"  when {conditions}" if conditions else "")
-        )
-    for route in rules.routes:
-        if all(m.matches(labels) for m in route.matchers) and route.when:
-            failing = [c for c in route.when if not c.holds(context.get(c.context))]
-            if failing:
-                print(
-                    f"  (route {route.name} matches the labels but not "
-                    + "; ".join(
-                        f"{c} (value {context[c.context]:g})"
-                        if c.context in context
-                        else f"{c} (no value; pass --context {c.context}=N)"
-                        for c in failing
-                    )
-                    + ")"
-                )
+    try:
+        context = parse_context(rules, pairs(args.context, "context value"))
+    except ValueError as exc:
+        print(f"alert-router: {exc}")
+        return 2
+    for line in route_report(rules, labels, context):
+        print(line)
     return 0
 
 
@@ -385,6 +357,7 @@ _COMMANDS = {
     "send": _send,
     "test": _test,
     "report": report.run,
+    "explain": explain.run,
     "demo": _demo,
     "dead-letters": _dead_letters,
 }

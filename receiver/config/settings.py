@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from receiver.config.schema import Duration
 from receiver.config.secrets import DEFAULT_SECRETS_DIR
 
 SLACK_API_URL = "https://slack.com/api/"
@@ -51,3 +52,12 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=15.0, alias="ALERT_ROUTER_REQUEST_TIMEOUT", gt=0)
     # How long a SQLite write waits for a lock before ingest answers 503.
     sqlite_busy_timeout: float = Field(default=5.0, alias="ALERT_ROUTER_SQLITE_BUSY_TIMEOUT", gt=0)
+    # The history (what happened to each alert, for the page, the API and `explain`):
+    # episodes last changed longer ago than this are forgotten, and the oldest beyond the
+    # count, so the store's size is bounded however many alerts arrive.
+    history_retention: Duration = Field(
+        default=7 * 86400.0, alias="ALERT_ROUTER_HISTORY_RETENTION", gt=0
+    )
+    history_max_episodes: int = Field(
+        default=100_000, alias="ALERT_ROUTER_HISTORY_MAX_EPISODES", gt=0
+    )

@@ -12,7 +12,12 @@ from datetime import datetime
 from typing import Protocol
 
 from receiver.dedup import LedgerEntry
+from receiver.events import EpisodeMeta, Event, Timeline
 from receiver.models import Alert, CostContext, DedupReason
+
+# The events one episode keeps (its latest): an alert flapping for a week must not grow
+# without bound; the first events (received, routed) are in the episode's meta anyway.
+HISTORY_EVENTS_PER_EPISODE = 500
 
 # Report slots older than this are forgotten (each report's latest is kept: it is what the
 # schedule starts from); longer than any report's window, within which a slot may be sent.
@@ -34,6 +39,9 @@ class ReadOnlyStoreError(StoreError):
 class IngestResult:
     accepted: int
     duplicates: int
+    # Per alert, in the order given: True for an exact copy seen within the window (not
+    # stored again), for the history's "received" events.
+    duplicate: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,16 @@ class DeadLetter:
     error: str
     attempts: int
     failed_at: float
+
+
+@dataclass(frozen=True)
+class DestinationState:
+    """What the store knows of one destination, across replicas (the status page)."""
+
+    last_delivered_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    paused_until: float | None = None
 
 
 class Store(Protocol):
@@ -282,4 +300,37 @@ class Store(Protocol):
 
     async def last_report_slot(self, report: str) -> datetime | None:
         """The latest scheduled time of `report` that was claimed; None if none was."""
+        ...
+
+    # -- history (receiver.history): what happened to each alert episode, and why ----------
+
+    async def record_history(self, metas: Sequence[EpisodeMeta], events: Sequence[Event]) -> None:
+        """Append `events` (one transaction or script: the recorder's batch), and the
+        metas of their episodes (set-if-absent: an episode's first meta stays). An
+        episode keeps at most HISTORY_EVENTS_PER_EPISODE events, its latest."""
+        ...
+
+    async def recent_episodes(
+        self, since: float, limit: int, before: float | None = None
+    ) -> list[tuple[EpisodeMeta, float]]:
+        """Episodes changed at or after `since` (and before `before`, for paging), each
+        with when it last changed, latest first, at most `limit`."""
+        ...
+
+    async def timelines(self, episodes: Sequence[tuple[str, str]]) -> list[Timeline]:
+        """The timelines of (fingerprint, episode) pairs, in the order asked; unknown
+        pairs are left out."""
+        ...
+
+    async def alert_timelines(self, fingerprint: str) -> list[Timeline]:
+        """Every kept episode of one alert, latest started first."""
+        ...
+
+    async def destination_states(self) -> dict[str, DestinationState]:
+        """Each destination's last delivery and last error (from the history) and pause."""
+        ...
+
+    async def purge_history(self, before: float, max_episodes: int) -> int:
+        """Forget episodes last changed before `before`, then the oldest beyond
+        `max_episodes`; returns how many episodes were forgotten."""
         ...

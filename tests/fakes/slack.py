@@ -31,6 +31,7 @@ from typing import Any, Self
 import pytest
 
 BOT_TOKEN = "xoxb-0000000000-test-token"
+WORKSPACE_URL = "https://fake-workspace.slack.com/"
 WEBHOOK_PATH = "/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX"
 DEFAULT_CHANNEL = "#gpu-costs"
 DEFAULT_CHANNEL_ID = "C0GPUCOSTS1"
@@ -891,8 +892,16 @@ class SlackApiServer(_FakeServer):
         return None if token in self.tokens else "invalid_auth"
 
     def _auth_test(self, body: Mapping[str, Any]) -> Answer:
+        # Slack: auth.test answers the workspace's URL, with its trailing slash.
         return Answer(
-            200, {"ok": True, "team_id": "T000", "user_id": "U0FAKEBOT", "bot_id": "B0FAKEBOT"}
+            200,
+            {
+                "ok": True,
+                "url": WORKSPACE_URL,
+                "team_id": "T000",
+                "user_id": "U0FAKEBOT",
+                "bot_id": "B0FAKEBOT",
+            },
         )
 
     def _channel_for_write(self, body: Mapping[str, Any], *, by_id: bool) -> Channel | str:

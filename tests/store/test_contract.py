@@ -61,6 +61,16 @@ async def test_ingest_dedups_exact_copies_within_window(store: Store) -> None:
     assert (other.accepted, other.duplicates) == (2, 0)
 
 
+async def test_ingest_says_which_alerts_were_duplicates(store: Store) -> None:
+    first = await store.ingest([alert("d1"), alert("d2")], 100.0, 60)
+    assert first.duplicate == (False, False)
+    # In the webhook's order: the copies of d2 and d1, and a new d3 between them.
+    again = await store.ingest([alert("d2"), alert("d3"), alert("d1")], 110.0, 60)
+    assert again.duplicate == (True, False, True)
+    assert (again.accepted, again.duplicates) == (1, 2)
+    assert (await store.ingest([], 120.0, 60)).duplicate == ()
+
+
 async def test_inbox_lease_and_restart(make_store: StoreFactory) -> None:
     first = make_store()
     await first.open()

@@ -88,6 +88,8 @@ class SlackBotNotifier:
         self._client: AsyncWebClient | None = None
         self._sdk_logger = silent_logger(f"{log.name}.sdk.{name}")
         self._charts = AlertCharts(name, charts, self._upload) if charts is not None else None
+        # The workspace's URL (auth.test), for permalinks; asked once, when first needed.
+        self._team_url: str | None = None
 
     def __repr__(self) -> str:
         return f"SlackBotNotifier({self.name!r}, token={self._token!r}, channel={self.channel!r})"
@@ -231,6 +233,24 @@ class SlackBotNotifier:
         attachments). Raises NotifyError when Slack refuses or cannot be reached."""
         await self._call("chat.update", {"channel": channel, "ts": ts, **message})
 
+    async def permalink(self, ref: Ref) -> str | None:
+        """The link to a message this bot posted, built as Slack builds its permalinks
+        (`<workspace URL>archives/<channel>/p<ts without the dot>`) from the workspace's
+        URL, which auth.test answers once per notifier; None when it cannot be known."""
+        channel, ts = ref.get("channel"), ref.get("ts")
+        if not channel or not ts:
+            return None
+        if self._team_url is None:
+            try:
+                url = (await self._call_once("auth.test", {})).get("url")
+            except NotifyError as exc:
+                log.info("no permalink", extra={"destination": self.name, "error": str(exc)})
+                return None
+            if not isinstance(url, str) or not url.startswith("https://"):
+                return None
+            self._team_url = url if url.endswith("/") else url + "/"
+        return f"{self._team_url}archives/{channel}/p{ts.replace('.', '')}"
+
     def _post_body(self, message: Message) -> dict[str, Any]:
         return {"channel": self.channel, **message.body()}
 
@@ -267,6 +287,8 @@ class SlackBotNotifier:
             client = self._client_for(secret.reveal())
             if method == "chat.update":
                 response = await client.chat_update(**body)
+            elif method == "auth.test":
+                response = await client.auth_test()
             else:
                 response = await client.chat_postMessage(**body)
         except SlackApiError as exc:

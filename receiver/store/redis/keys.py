@@ -24,6 +24,12 @@
   owner, lease_until, posted, error, failed_at), `P:report:sends` (zset, score = when
   claimable), `P:report:dead` (zset, score = id: the sends kept as dead letters),
   `P:report:seq`.
+- History, one episode E of an alert with fingerprint F (M = `<F, URL-quoted>:<E>`):
+  `P:history:meta:M` (hash: alertname, labels JSON, source, started_at, each set once;
+  first_at, last_at), `P:history:events:M` (list of event JSON, oldest first, trimmed to
+  the latest HISTORY_EVENTS_PER_EPISODE), `P:history:recent` (zset M -> last_at),
+  `P:history:alert:<F, URL-quoted>` (zset E -> started_at) and `P:history:dest` (hash
+  destination -> JSON: delivered_at, error, error_at).
 
 Keys already written by a running deployment keep these names: renaming one needs a
 migration.
@@ -31,7 +37,7 @@ migration.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from redis.asyncio import Redis
 
@@ -67,6 +73,11 @@ class Keys:
         self.report_sends = f"{prefix}:report:sends"
         self.report_dead = f"{prefix}:report:dead"
         self.report_seq = f"{prefix}:report:seq"
+        self.history_meta = f"{prefix}:history:meta:"
+        self.history_events = f"{prefix}:history:events:"
+        self.history_alert = f"{prefix}:history:alert:"
+        self.history_recent = f"{prefix}:history:recent"
+        self.history_dest = f"{prefix}:history:dest"
 
     def seen(self, alert: Alert) -> str:
         starts = format_time(alert.starts_at)
@@ -81,9 +92,24 @@ class Keys:
     def report_slot(self, report: str, slot_at: float) -> str:
         return f"{self.prefix}:report:slot:{quote(report, safe='')}:{slot_at!r}"
 
+    def history_alert_key(self, fingerprint: str) -> str:
+        return f"{self.history_alert}{quote(fingerprint, safe='')}"
+
     def ledger(self, destination: str, episode: str) -> str:
         # Quoted, so that a ':' in a destination name cannot make two keys collide.
         return f"{self.prefix}:ledger:{quote(destination, safe='')}:{episode}"
+
+
+def history_member(fingerprint: str, episode: str) -> str:
+    """An episode's name in the history's keys and indexes: the fingerprint quoted, so the
+    first ':' ends it (lua/history_purge.lua splits there)."""
+    return f"{quote(fingerprint, safe='')}:{episode}"
+
+
+def history_pair(member: str) -> tuple[str, str]:
+    """(fingerprint, episode) of a `history_member`."""
+    fingerprint, _, episode = member.partition(":")
+    return unquote(fingerprint), episode
 
 
 def glob_escape(text: str) -> str:

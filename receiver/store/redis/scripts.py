@@ -42,6 +42,8 @@ NAMES = (
     "renew_report_sends",
     "settle_report_send",
     "replay_reports",
+    "history_record",
+    "history_purge",
 )
 # The scripts that only read: the ones a read-only store may run.
 READ_ONLY = frozenset({"dead_letters"})

@@ -47,6 +47,7 @@ from receiver.store.base import (
 from receiver.store.redis import scripts
 from receiver.store.redis.connection import check_persistence, connect
 from receiver.store.redis.errors import store_errors, url_secrets
+from receiver.store.redis.history import HistoryLog
 from receiver.store.redis.keys import Keys, scan_destinations
 from receiver.store.redis.reports import ReportQueue, num
 
@@ -58,7 +59,7 @@ _DEFAULT_LEDGER_RETENTION = 5 * 86400.0
 _PURGE_BATCH = 1000
 
 
-class RedisStore(ReportQueue):
+class RedisStore(ReportQueue, HistoryLog):
     """The store for several replicas (ALERT_ROUTER_STATE is a redis://, rediss:// or
     unix:// URL); any number of RedisStore instances may share one Redis."""
 
@@ -144,10 +145,11 @@ class RedisStore(ReportQueue):
                 alert.status,
                 alert.episode,
             ]
-        accepted, duplicates = await self._script(
+        accepted, duplicates, flags = await self._script(
             "ingest", [k.inbox, k.inbox_ready, k.inbox_seq, k.inbox_episodes, k.inbox_firing], args
         )
-        return IngestResult(int(accepted), int(duplicates))
+        marks = flags.decode() if isinstance(flags, bytes) else str(flags)
+        return IngestResult(int(accepted), int(duplicates), tuple(c == "1" for c in marks))
 
     async def claim_inbox(
         self, limit: int, now: float, lease: float, owner: str = ""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from receiver.store.base import HISTORY_EVENTS_PER_EPISODE
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (
     fingerprint TEXT NOT NULL,
@@ -80,6 +84,53 @@ CREATE TABLE IF NOT EXISTS report_sends (
     failed_at REAL
 );
 """
+
+# The history lives in a file of its own (`history_path`), written by a thread of its own:
+# its batches never wait for, nor hold up, the commits that answer webhooks.
+HISTORY_SCHEMA = f"""
+-- The history (receiver/store/sqlite/history.py): one row per alert episode, its events,
+-- and each destination's last delivery and last error. An alert's episodes are found by
+-- the unique index's first column.
+CREATE TABLE IF NOT EXISTS history_episodes (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    episode TEXT NOT NULL,
+    -- NULL until the episode's meta arrives (an event may be recorded before it).
+    alertname TEXT,
+    labels BLOB,
+    source TEXT,
+    started_at REAL,
+    first_at REAL NOT NULL,
+    last_at REAL NOT NULL,
+    -- Events kept: the episodes over the cap are found by the partial index below.
+    events INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (fingerprint, episode)
+);
+CREATE INDEX IF NOT EXISTS history_episodes_recent ON history_episodes (last_at);
+CREATE INDEX IF NOT EXISTS history_episodes_over ON history_episodes (id)
+    WHERE events > {HISTORY_EVENTS_PER_EPISODE};
+-- The events of one episode recorded by one batch, as one row: a JSON list of
+-- [at, kind, destination, data] in recorded order (a row per event cost four times the
+-- writes: an alert's received, context, route and dedup events come in one batch).
+CREATE TABLE IF NOT EXISTS history_events (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    episode TEXT NOT NULL,
+    events BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_events_episode ON history_events (fingerprint, episode, id);
+CREATE TABLE IF NOT EXISTS history_destinations (
+    destination TEXT PRIMARY KEY,
+    delivered_at REAL,
+    error TEXT,
+    error_at REAL
+) WITHOUT ROWID;
+"""
+
+
+def history_path(path: Path) -> Path:
+    """The history file beside the store's: `state.db` -> `state.history.db`."""
+    return path.with_name(f"{path.stem}.history{path.suffix}")
 
 
 # Columns added since the first release: (table, column, definition), added to a file made

@@ -34,14 +34,34 @@ from receiver.store.base import (
     StoreError,
 )
 from receiver.store.sqlite import reports
+from receiver.store.sqlite.history import HistoryLog
 from receiver.store.sqlite.reports import ReportQueue
-from receiver.store.sqlite.schema import CLAIM_DUE, CLAIM_FRESH, INBOX_INSERT, SEEN_UPSERT
+from receiver.store.sqlite.schema import (
+    CLAIM_DUE,
+    CLAIM_FRESH,
+    HISTORY_SCHEMA,
+    INBOX_INSERT,
+    SEEN_UPSERT,
+    history_path,
+)
 from receiver.store.sqlite.writer import Writer
+
+
+def _history_writer(path: str, busy_timeout: float, *, read_only: bool = False) -> Writer:
+    return Writer(
+        path,
+        busy_timeout,
+        read_only=read_only,
+        schema=HISTORY_SCHEMA,
+        synchronous="NORMAL",
+        name="sqlite-history",
+    )
+
 
 T = TypeVar("T")
 
 
-class SqliteStore(ReportQueue):
+class SqliteStore(ReportQueue, HistoryLog):
     """The embedded default store (ALERT_ROUTER_STATE is a file path)."""
 
     def __init__(
@@ -51,31 +71,53 @@ class SqliteStore(ReportQueue):
         self._busy_timeout = busy_timeout
         self.read_only = read_only
         self._writer: Writer | None = None
+        self._history: Writer | None = None
         # One process owns the file, so send slots and pauses live in memory.
         self._next_slot: dict[str, float] = {}
         self._paused: dict[str, float] = {}
 
     async def open(self) -> None:
+        history = history_path(self.path)
         if not self.read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = Writer(str(self.path), self._busy_timeout)
-        elif self.path.exists():
-            self._writer = Writer(str(self.path), self._busy_timeout, read_only=True)
+            self._history = _history_writer(str(history), self._busy_timeout)
         else:
             # Nothing was ever stored here: read as an empty store, create no file (writes
             # are refused by `_write` all the same).
-            self._writer = Writer(":memory:", self._busy_timeout)
+            self._writer = (
+                Writer(str(self.path), self._busy_timeout, read_only=True)
+                if self.path.exists()
+                else Writer(":memory:", self._busy_timeout)
+            )
+            self._history = (
+                _history_writer(str(history), self._busy_timeout, read_only=True)
+                if history.exists()
+                else _history_writer(":memory:", self._busy_timeout)
+            )
         await asyncio.to_thread(self._writer.start)
+        await asyncio.to_thread(self._history.start)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.stop)
-            self._writer = None
+        for writer in (self._writer, self._history):
+            if writer is not None:
+                await asyncio.to_thread(writer.stop)
+        self._writer = self._history = None
 
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
             raise StoreError("the SQLite store is not open")
         return await self._writer.run(op)
+
+    async def _history_run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._history is None:
+            raise StoreError("the SQLite store is not open")
+        return await self._history.run(op)
+
+    async def _history_write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self.read_only:
+            raise ReadOnlyStoreError
+        return await self._history_run(op)
 
     async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self.read_only:
@@ -91,17 +133,21 @@ class SqliteStore(ReportQueue):
 
         def op(conn: sqlite3.Connection) -> IngestResult:
             new: list[tuple[bytes, float]] = []
+            duplicate: list[bool] = []
             for fingerprint, status, starts_at, payload in rows:
                 # One statement decides and records: a copy seen less than `window` ago
                 # changes no row (a duplicate); a new or older one is (re)stamped.
                 key = (fingerprint, status, starts_at, now, window)
                 if conn.execute(SEEN_UPSERT, key).rowcount:
                     new.append((payload, now))
+                    duplicate.append(False)
+                else:
+                    duplicate.append(True)
             if len(new) == 1:
                 conn.execute(INBOX_INSERT, new[0])
             elif new:
                 conn.executemany(INBOX_INSERT, new)
-            return IngestResult(len(new), len(rows) - len(new))
+            return IngestResult(len(new), len(rows) - len(new), tuple(duplicate))
 
         return await self._write(op)
 

@@ -28,14 +28,29 @@ _MAX_GROUP = 512
 class Writer:
     """One thread that owns the connection and commits queued operations in groups."""
 
-    def __init__(self, path: str, busy_timeout: float, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        busy_timeout: float,
+        *,
+        read_only: bool = False,
+        schema: str = SCHEMA,
+        synchronous: str = "FULL",
+        name: str = "sqlite-writer",
+    ) -> None:
+        """`schema` and `synchronous`: the store's file (FULL: a commit is on disk before
+        the webhook is answered, even on power loss), or the history's (NORMAL: WAL keeps it
+        consistent, a power loss may cost its last commits, and no commit waits for a
+        disk flush)."""
         self._path = path
         self._busy_timeout = busy_timeout
+        self._schema = schema
+        self._synchronous = synchronous
         # Read-only: the file opened with `mode=ro`, no schema written, and each group in a
         # deferred (read) transaction, which never waits for the router's writes (WAL).
         self._read_only = read_only
         self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = threading.Event()
         self._start_error: BaseException | None = None
 
@@ -70,11 +85,10 @@ class Writer:
             self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
         )
         conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before the webhook is answered, even on power loss.
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-        conn.executescript(SCHEMA)
-        for table, column, definition in ADDED_COLUMNS:
+        conn.executescript(self._schema)
+        for table, column, definition in ADDED_COLUMNS if self._schema is SCHEMA else ():
             present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column not in present:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")

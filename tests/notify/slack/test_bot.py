@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import pytest
@@ -13,6 +14,7 @@ from tests.fakes.slack import (
     DEFAULT_CHANNEL,
     DEFAULT_CHANNEL_ID,
     DROP,
+    WORKSPACE_URL,
     Answer,
     SlackApiServer,
     api_error,
@@ -311,3 +313,38 @@ def test_bot_leaks_no_secret(
         error = failure(notifier, batch)
 
     assert_leaks_no_secret(error, debug_logs, [SECRET_TOKEN, "s3cr3tB0tT0k3n"])
+
+
+def test_bot_permalink_is_built_from_the_workspace_url_asked_once(
+    bot: SlackBotNotifier, slack_api: SlackApiServer
+) -> None:
+    async def run() -> list[str | None]:
+        try:
+            [ref] = await bot.notify([notification(make_alert())])
+            assert ref is not None
+            second = {"channel": ref["channel"], "ts": "1700000000.000200"}
+            return [await bot.permalink(ref), await bot.permalink(second)]
+        finally:
+            await bot.aclose()
+
+    first, second = asyncio.run(run())
+    (message,) = slack_api.messages(DEFAULT_CHANNEL)
+    # Slack's own form: the workspace URL, archives, the channel id, p + ts without its dot.
+    assert first == (f"{WORKSPACE_URL}archives/{DEFAULT_CHANNEL_ID}/p{message.ts.replace('.', '')}")
+    assert second == f"{WORKSPACE_URL}archives/{DEFAULT_CHANNEL_ID}/p1700000000000200"
+    assert len(slack_api.calls("auth.test")) == 1
+
+
+def test_bot_permalink_is_none_when_slack_cannot_say(
+    bot: SlackBotNotifier, slack_api: SlackApiServer
+) -> None:
+    slack_api.script(api_error("invalid_auth"), method="auth.test")
+
+    async def run() -> str | None:
+        try:
+            return await bot.permalink({"channel": DEFAULT_CHANNEL_ID, "ts": "1.000100"})
+        finally:
+            await bot.aclose()
+
+    assert asyncio.run(run()) is None
+    assert asyncio.run(bot.permalink({"channel": DEFAULT_CHANNEL_ID})) is None

@@ -2,11 +2,15 @@
 -- ARGV: now, window, window ms, (seen key, alert, status, episode)...
 local now, window, window_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local accepted, duplicates = 0, 0
+-- One character per alert, in order: '1' a duplicate, '0' stored.
+local flags = {}
 for i = 4, #ARGV, 4 do
   local seen = redis.call('GET', ARGV[i])
   if seen and now - tonumber(seen) < window then
     duplicates = duplicates + 1
+    flags[#flags + 1] = '1'
   else
+    flags[#flags + 1] = '0'
     if window_ms > 0 then
       redis.call('SET', ARGV[i], ARGV[1], 'PX', window_ms)
     end
@@ -20,4 +24,4 @@ for i = 4, #ARGV, 4 do
     accepted = accepted + 1
   end
 end
-return {accepted, duplicates}
+return {accepted, duplicates, table.concat(flags)}

@@ -1,0 +1,185 @@
+"""The history's events, made from what the ingest, routing and delivery steps already hold.
+
+Pure functions: the steps hand their objects to the recorder (`receiver.history.recorder`)
+as a deferred batch, and these build the events when the recorder flushes, away from the
+webhook's acknowledgement. Each event's `data` keys are the ones `receiver.events.EventKind`
+documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from receiver.config.rules import Rules
+from receiver.context.incident import INCIDENT_COST
+from receiver.events import EpisodeMeta, Event, EventKind
+from receiver.history.recorder import Recorded
+from receiver.models import Alert, CostContext, DedupReason, Unit
+from receiver.routing.routes import condition_values, matching_routes, resolve_targets
+from receiver.store.base import Decision, IngestResult, OutboxItem
+
+
+def meta(alert: Alert) -> EpisodeMeta:
+    return EpisodeMeta(
+        fingerprint=alert.fingerprint,
+        episode=alert.episode,
+        alertname=alert.name,
+        labels=dict(alert.labels),
+        source=alert.source,
+        started_at=alert.starts_at.timestamp(),
+    )
+
+
+def _event(
+    at: float, alert: Alert, kind: EventKind, data: Mapping[str, Any], destination: str = ""
+) -> Event:
+    return Event(at, alert.fingerprint, alert.episode, kind, data, destination)
+
+
+def received(
+    alerts: Sequence[Alert], result: IngestResult, *, at: float, user_agent: str
+) -> Iterator[Recorded]:
+    """One RECEIVED event per alert of a stored webhook (duplicates included, flagged)."""
+    flags = result.duplicate or (False,) * len(alerts)
+    for alert, duplicate in zip(alerts, flags, strict=True):
+        data: dict[str, Any] = {
+            "receiver": alert.receiver,
+            "group_key": alert.group_key,
+            "external_url": alert.external_url,
+            "user_agent": user_agent,
+            "source": alert.source,
+            "status": alert.status,
+            "duplicate": duplicate,
+        }
+        if not duplicate:
+            data["alert"] = alert.to_json()  # for the page's rendered message
+        yield _event(at, alert, EventKind.RECEIVED, data), meta(alert)
+
+
+def _context_data(rules: Rules, context: CostContext) -> dict[str, Any]:
+    def query(name: str) -> str:
+        spec = rules.context.get(name)
+        return spec.query if spec is not None else ""
+
+    return {
+        "values": [
+            {
+                "name": v.name,
+                "title": v.title,
+                "value": v.value,
+                "unit": v.unit.value,
+                "query": query(v.name),
+            }
+            for v in context.values
+        ],
+        "unavailable": [
+            {"name": name, "reason": reason, "query": query(name)}
+            for name, reason in context.unavailable
+        ],
+    }
+
+
+def _routed_data(rules: Rules, alert: Alert, context: CostContext) -> dict[str, Any]:
+    """The route(s) that matched and why: their matchers, and each `when` with the values
+    it compared. A resolve goes where its firing may have gone (all matching routes)."""
+    values = condition_values(alert, context.numbers())
+    if alert.firing:
+        routes = matching_routes(rules, alert.labels, values)
+        destinations = list(dict.fromkeys(d for r in routes for d in r.to))
+    else:
+        targets = resolve_targets(rules, alert.labels)
+        routes = list({t.route.name: t.route for t in targets}.values())
+        destinations = [t.destination for t in targets]
+    return {
+        "route": ", ".join(r.name for r in routes),
+        "matchers": [str(m) for r in routes for m in r.matchers],
+        "when": [
+            {
+                "condition": str(c),
+                "values": {c.context: values[c.context]} if c.context in values else {},
+            }
+            for r in routes
+            for c in r.when
+        ],
+        "destinations": destinations,
+    }
+
+
+def routed(
+    rules: Rules,
+    alerts: Sequence[Alert],
+    contexts: Sequence[CostContext],
+    decisions: Sequence[Decision],
+    *,
+    at: float,
+    sending: frozenset[DedupReason],
+) -> Iterator[Recorded]:
+    """CONTEXT and ROUTED per alert, DEDUP per destination decided, RESOLVED per resolve."""
+    by_episode: dict[tuple[str, str], list[Decision]] = {}
+    for decision in decisions:
+        by_episode.setdefault((decision.episode, decision.status), []).append(decision)
+    for alert, context in zip(alerts, contexts, strict=True):
+        yield _event(at, alert, EventKind.CONTEXT, _context_data(rules, context)), None
+        yield _event(at, alert, EventKind.ROUTED, _routed_data(rules, alert, context)), None
+        for decision in by_episode.get((alert.episode, alert.status), ()):
+            data = {
+                "status": decision.status,
+                "reason": decision.reason.value,
+                "sent": decision.reason in sending,
+            }
+            yield _event(at, alert, EventKind.DEDUP, data, decision.destination), None
+        if not alert.firing:
+            yield _event(at, alert, EventKind.RESOLVED, _resolved_data(alert, context)), None
+
+
+def _resolved_data(alert: Alert, context: CostContext) -> dict[str, Any]:
+    ends = alert.ends_at.timestamp() if alert.ends_at is not None else None
+    per_hour = next((v.value for v in context.values if v.unit is Unit.USD_PER_HOUR), None)
+    return {
+        "cost": context.get(INCIDENT_COST),
+        "duration": None if ends is None else max(ends - alert.starts_at.timestamp(), 0.0),
+        "per_hour": per_hour,
+    }
+
+
+def delivered(
+    items: Sequence[OutboxItem],
+    refs: Sequence[Mapping[str, str] | None],
+    *,
+    at: float,
+    permalink: str | None = None,
+) -> Iterator[Recorded]:
+    """DELIVERED per notification of one message (a digest carries several)."""
+    for item, ref in zip(items, refs, strict=True):
+        shown: dict[str, str] = dict(ref or {})
+        if permalink:
+            shown["permalink"] = permalink
+        data = {"attempt": item.attempts + 1, "ref": shown, "digest": len(items)}
+        yield _event(at, item.alert, EventKind.DELIVERED, data, item.destination), None
+
+
+def attempt_failed(
+    items: Sequence[OutboxItem],
+    *,
+    at: float,
+    error: str,
+    http_status: int | None,
+    recoverable: bool,
+    retry_in: float | None,
+    retry_after: float | None,
+) -> Iterator[Recorded]:
+    """ATTEMPT per notification of a failed send, and DEAD_LETTER when it was the end."""
+    for item in items:
+        data = {
+            "attempt": item.attempts + 1,
+            "error": error,
+            "http_status": http_status,
+            "recoverable": recoverable,
+            "retry_in": retry_in,
+            "retry_after": retry_after,
+        }
+        yield _event(at, item.alert, EventKind.ATTEMPT, data, item.destination), None
+        if retry_in is None:
+            dead = {"error": error, "attempts": item.attempts + 1}
+            yield _event(at, item.alert, EventKind.DEAD_LETTER, dead, item.destination), None
