@@ -99,6 +99,12 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
             registry=r,
         )
+        self.history_dropped = Counter(
+            "alert_router_history_events_dropped_total",
+            "History events dropped: the store failed for long and the recorder's bounded "
+            "buffer was full (the alerts themselves are unaffected).",
+            registry=r,
+        )
         self.dead_letters = Gauge(
             "alert_router_dead_letters",
             "Notifications kept as dead letters (permanent vendor errors), waiting for replay.",

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from receiver.config.reloader import RulesHolder
 from receiver.config.secrets import SecretStore
 from receiver.config.settings import Settings
+from receiver.history.recorder import HistoryRecorder
 from receiver.ingest.auth import WebhookAuth
 from receiver.ingest.endpoint import ALERTS_METHODS, AlertsEndpoint
 from receiver.metrics import Metrics
@@ -34,6 +35,8 @@ from receiver.pipeline.routing import ContextSource
 from receiver.pipeline.tuning import Tuning
 from receiver.slack_actions.endpoint import actions_route
 from receiver.store.base import Store, StoreError
+from receiver.web.app import WebDeps, web_routes
+from receiver.web.auth import UI_PASSWORD
 
 log = logging.getLogger("alert_router.server")
 
@@ -42,11 +45,13 @@ _SEND_THREADS = 64
 # At shutdown, once uvicorn has let the answers in flight finish (receiver/serving.py:
 # ANSWER_GRACE): the pipeline's stop (its sends in flight, then releasing the claims the
 # other replicas can take) has `_PIPELINE_STOP`, bounded by the pipeline itself and, should
-# that fail, abandoned after `_SEND_GRACE`; then closing the store and clients has
-# `_CLOSE_GRACE`. All of it fits within the process's SHUTDOWN_DEADLINE.
+# that fail, abandoned after `_SEND_GRACE`; then writing the history's last batch has
+# `_HISTORY_GRACE`, and closing the store and clients the rest of `_CLOSE_GRACE`. All of it
+# fits within the process's SHUTDOWN_DEADLINE.
 _PIPELINE_STOP = 4.0
 _SEND_GRACE = _PIPELINE_STOP + 0.5
-_CLOSE_GRACE = 1.0
+_HISTORY_GRACE = 0.5
+_CLOSE_GRACE = 1.0 + _HISTORY_GRACE
 
 
 async def _within(seconds: float, step: str, work: Awaitable[None]) -> None:
@@ -88,11 +93,19 @@ class Service:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # The `POST /alerts` app, made by `app()` from the parts above as they are then.
     _alerts: AlertsEndpoint | None = field(default=None, init=False, repr=False)
+    # What happened to each alert (receiver.history), written in batches off the webhook's
+    # path; read by the web page, the API and `alert-router explain`.
+    history: HistoryRecorder = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.tuning = replace(
-            self.tuning, dedup_window=self.settings.dedup_window, lease=self.settings.lease
+            self.tuning,
+            dedup_window=self.settings.dedup_window,
+            lease=self.settings.lease,
+            history_retention=self.settings.history_retention,
+            history_max_episodes=self.settings.history_max_episodes,
         )
+        self.history = HistoryRecorder(self.store, clock=self.clock)
 
     @property
     def webhooks_in_flight(self) -> int:
@@ -113,6 +126,13 @@ class Service:
         await self.store.open()
         if not self.holder.loaded:
             self.holder.load()
+        if self.secrets.get(UI_PASSWORD) is None:
+            log.info(
+                "web page and API off: no ui-password secret (/ui and /api/v1 answer 404)",
+                extra={"secret": UI_PASSWORD},
+            )
+        else:
+            log.info("web page on", extra={"path": "/ui/", "api": "/api/v1/"})
         self.pipeline = Pipeline(
             self.store,
             lambda: self.holder.rules,
@@ -123,8 +143,10 @@ class Service:
             tuning=self.tuning,
             webhooks_in_flight=lambda: self.webhooks_in_flight,
             reports=self.reports,
+            history=self.history,
         )
         self.holder.on_change = self.pipeline.apply_rules
+        recording = asyncio.create_task(self.history.run(), name="history")
         await self.pipeline.start()
         watcher = asyncio.create_task(self.holder.watch(), name="rules-watch")
         # RuntimeError: not the main thread (an in-process test server), so no SIGHUP.
@@ -137,9 +159,9 @@ class Service:
                 loop.remove_signal_handler(signal.SIGHUP)
             watcher.cancel()
             await _within(_CLOSE_GRACE, "stop watching the rules", watcher)
-            await self._shutdown(self.pipeline)
+            await self._shutdown(self.pipeline, recording)
 
-    async def _shutdown(self, pipeline: Pipeline) -> None:
+    async def _shutdown(self, pipeline: Pipeline, recording: asyncio.Task[None]) -> None:
         """Stop within a bound (see `_PIPELINE_STOP`): a step that overruns its time is
         abandoned, so that the process can exit."""
 
@@ -149,6 +171,9 @@ class Service:
             await pipeline.stop(deadline=_PIPELINE_STOP)
 
         async def close() -> None:
+            # What the stop itself recorded (the last deliveries) is written first.
+            await self.history.close(_HISTORY_GRACE)
+            recording.cancel()
             await self.store.close()
             if self.context is not None:
                 await self.context.aclose()
@@ -169,6 +194,7 @@ class Service:
             dedup_window=self.settings.dedup_window,
             clock=self.clock,
             on_accepted=self._wake_pipeline,
+            history=self.history,
         )
         starlette = Starlette(
             routes=[
@@ -177,6 +203,17 @@ class Service:
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Route("/metrics", self.metrics_endpoint, methods=["GET"]),
                 actions_route(self),
+                *web_routes(
+                    WebDeps(
+                        store=self.store,
+                        rules=lambda: self.holder.rules,
+                        holder=self.holder,
+                        secrets=self.secrets,
+                        settings=self.settings,
+                        record=self.history.record,
+                        clock=self.clock,
+                    )
+                ),
             ],
             lifespan=self.lifespan,
         )

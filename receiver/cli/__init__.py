@@ -21,6 +21,7 @@ from receiver.cli.common import config_arg, load_or_explain, pairs, settings_fro
 from receiver.config.rules import Rules
 from receiver.config.secrets import SecretStore
 from receiver.config.settings import Settings
+from receiver.history.capture import replayed_events
 from receiver.logs import configure
 from receiver.routing.tester import parse_context, route_report
 
@@ -343,7 +344,12 @@ async def _dead_letters_async(args: argparse.Namespace) -> int:
         if not args.all and not args.ids:
             print("alert-router: name dead-letter IDs or pass --all", file=sys.stderr)
             return 2
-        count = await store.replay_dead_letters(None if args.all else args.ids, time.time())
+        by_id = {d.id: d for d in await store.dead_letters()}
+        chosen = list(by_id) if args.all else [i for i in args.ids if i in by_id]
+        now = time.time()
+        count = await store.replay_dead_letters(None if args.all else args.ids, now)
+        # The alerts' histories say who queued them again (a report's has none).
+        await store.record_history([], replayed_events(by_id, chosen, now, by="cli"))
         print(f"{count} dead letter(s) queued for delivery again")
         return 0
     finally:

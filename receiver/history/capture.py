@@ -17,7 +17,7 @@ from receiver.events import EpisodeMeta, Event, EventKind
 from receiver.history.recorder import Recorded
 from receiver.models import Alert, CostContext, DedupReason, Unit
 from receiver.routing.routes import condition_values, matching_routes, resolve_targets
-from receiver.store.base import Decision, IngestResult, OutboxItem
+from receiver.store.base import REPORT_DEAD_LETTER, DeadLetter, Decision, IngestResult, OutboxItem
 
 
 def meta(alert: Alert) -> EpisodeMeta:
@@ -183,3 +183,21 @@ def attempt_failed(
         if retry_in is None:
             dead = {"error": error, "attempts": item.attempts + 1}
             yield _event(at, item.alert, EventKind.DEAD_LETTER, dead, item.destination), None
+
+
+def replayed_events(
+    letters: Mapping[str, DeadLetter], ids: Sequence[str], at: float, *, by: str
+) -> list[Event]:
+    """REPLAYED for each alert dead letter of `ids` queued again (`by`: who did it)."""
+    events = []
+    for id_ in ids:
+        letter = letters.get(id_)
+        if letter is None or id_.startswith(REPORT_DEAD_LETTER):
+            continue
+        # An alert's episode key is `fingerprint@startsAt` (receiver.models.episode_key).
+        fingerprint = letter.episode.rpartition("@")[0]
+        data = {"by": by, "dead_letter": id_}
+        events.append(
+            Event(at, fingerprint, letter.episode, EventKind.REPLAYED, data, letter.destination)
+        )
+    return events

@@ -80,7 +80,7 @@ def _attempt(data: Mapping[str, Any], destination: str) -> str:
     text = f"{destination}: try {data.get('attempt', '?')} failed: {error}"
     retry_in = data.get("retry_in")
     if retry_in is not None:
-        text += f"; next try in {format_duration(max(float(retry_in), 0.0))}"
+        text += f"; next try in {_delay(float(retry_in))}"
         if data.get("retry_after") is not None:
             text += f" (Retry-After {_seconds(data['retry_after'])})"
     elif data.get("recoverable") is False:
@@ -168,6 +168,14 @@ def _number(value: Any) -> str:
 
 def _seconds(value: Any) -> str:
     return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _delay(seconds: float) -> str:
+    """A retry's delay as a person reads it: `45 ms`, `4s`, `2m30s` (backoff has jitter:
+    its fractions of a second say nothing)."""
+    if seconds < 1:
+        return f"{max(seconds, 0.0) * 1000:.0f} ms"
+    return format_duration(round(seconds))
 
 
 def _duration(value: Any) -> str:

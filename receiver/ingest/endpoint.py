@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -19,6 +20,8 @@ from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
 
 from receiver.asgi import BodyTooLarge, ClientDisconnected, read_body
+from receiver.history.capture import received
+from receiver.history.recorder import HistoryRecorder
 from receiver.ingest.auth import BearerToken, WebhookAuth
 from receiver.ingest.parse import InvalidWebhook, parse_webhook
 from receiver.metrics import (
@@ -74,8 +77,12 @@ class AlertsEndpoint:
         token: BearerToken | None = None,
         clock: Callable[[], float] = time.time,
         on_accepted: Callable[[], None] = lambda: None,
+        history: HistoryRecorder | None = None,
     ) -> None:
+        """`history`: where each stored webhook's "received" events go (made at the
+        recorder's next flush, not while the webhook waits for its answer)."""
         self._store = store
+        self._history = history
         self._metrics = metrics
         self._auth = auth if auth is not None or token is None else WebhookAuth(token)
         self._max_body_bytes = max_body_bytes
@@ -124,7 +131,7 @@ class AlertsEndpoint:
         stamp_name: str | None = None
         if signing is not None:
             wanted, stamp_name = signing.header_names()
-        authorization = content_type = declared = b""
+        authorization = content_type = declared = agent = b""
         signature: str | None = None
         timestamp: str | None = None
         for name, value in scope["headers"]:
@@ -135,6 +142,8 @@ class AlertsEndpoint:
                 content_type = value
             elif name == b"content-length" and not declared:
                 declared = value
+            elif name == b"user-agent" and not agent:
+                agent = value
             elif wanted:
                 text = name.decode("latin-1")
                 if text in wanted and signature is None:
@@ -220,6 +229,16 @@ class AlertsEndpoint:
             return _error_body(503, "store unavailable; retry", source, [str(exc)])
         if result.accepted:
             self._on_accepted()
+        if self._history is not None:
+            self._history.record_later(
+                partial(
+                    received,
+                    alerts,
+                    result,
+                    at=self._clock(),
+                    user_agent=agent.decode("latin-1"),
+                )
+            )
         self._accepted[source].inc(result.accepted)
         self._duplicates[source].inc(result.duplicates)
         # Wall-clock time, whatever the injected clock: dashboards compare it with now.

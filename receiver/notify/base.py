@@ -24,11 +24,18 @@ class NotifyError(Exception):
     """
 
     def __init__(
-        self, message: str, *, recoverable: bool, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        recoverable: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
     ) -> None:
+        """`status`: the vendor's HTTP status, when it answered (the history shows it)."""
         super().__init__(message)
         self.recoverable = recoverable
         self.retry_after = retry_after
+        self.status = status
 
 
 class Notifier(Protocol):

@@ -15,8 +15,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from receiver.config.schema import DestinationSpec
+from receiver.history.capture import delivered
+from receiver.history.recorder import HistoryRecorder
 from receiver.metrics import Metrics
 from receiver.models import Notification
 from receiver.notify.base import Notifier, NotifyError, Ref
@@ -72,7 +75,9 @@ class Delivery:
         clock: Callable[[], float],
         tuning: Callable[[], Tuning],
         stopping: asyncio.Event,
+        history: HistoryRecorder | None = None,
     ) -> None:
+        self._history = history
         self._held = held
         self._stopping = stopping
         self._store = store
@@ -374,6 +379,8 @@ class Delivery:
         done = self._clock()
         name = dest.name
         await self._record_delivered(name, items, refs, done)
+        if self._history is not None:
+            self._history.record_later(partial(delivered, items, refs, at=done))
         self._metrics.notifications.labels(name, "delivered").inc(len(items))
         latency = self._metrics.delivery_latency.labels(name)
         for item in items:

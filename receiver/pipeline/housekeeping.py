@@ -1,4 +1,5 @@
-"""Housekeeping: queue gauges, purging the ledger, retiring orphaned notifications."""
+"""Housekeeping: queue gauges, purging the ledger and the history, retiring orphaned
+notifications."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from receiver.config.rules import Rules
+from receiver.history.recorder import HistoryRecorder
 from receiver.metrics import Metrics
 from receiver.pipeline.scheduler import pause
 from receiver.pipeline.tuning import Tuning
@@ -27,7 +29,13 @@ class Housekeeping:
         tuning: Callable[[], Tuning],
         owner: str = "",
         stopping: asyncio.Event | None = None,
+        history: HistoryRecorder | None = None,
     ) -> None:
+        self._history = history
+        # The recorder's dropped events already counted in the metric.
+        self._dropped = 0
+        # When the history was last purged (monotonic seconds; None: not yet).
+        self._history_purged: float | None = None
         self._owner = owner
         self._stopping = stopping or asyncio.Event()
         self._store = store
@@ -47,6 +55,7 @@ class Housekeeping:
                 t = self._tuning()
                 await self._store.purge(self._clock(), t.dedup_window, t.ledger_retention)
                 await self.retire_orphans()
+                await self.purge_history()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -85,6 +94,26 @@ class Housekeeping:
                 )
             total += retired
         return total
+
+    async def purge_history(self, *, force: bool = False) -> int:
+        """Forget the history past its retention and size (at most once every
+        `history_purge_interval`, or now with `force`); returns the episodes forgotten.
+        Also counts the events the recorder had to drop."""
+        if self._history is None:
+            return 0
+        dropped = self._history.dropped
+        if dropped > self._dropped:
+            self._metrics.history_dropped.inc(dropped - self._dropped)
+            self._dropped = dropped
+        t = self._tuning()
+        seen = time.monotonic()
+        last = self._history_purged
+        if not force and last is not None and seen - last < t.history_purge_interval:
+            return 0
+        self._history_purged = seen
+        return await self._store.purge_history(
+            self._clock() - t.history_retention, t.history_max_episodes
+        )
 
     async def refresh_gauges(self) -> dict[str, int]:
         """Set the queue-depth and dead-letter gauges from the store; returns the depths."""

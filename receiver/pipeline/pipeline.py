@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any
 
 from receiver.config.rules import Rules
+from receiver.history.recorder import HistoryRecorder
 from receiver.metrics import Metrics
 from receiver.notify.base import Notifier
 from receiver.pipeline.claims import Held, new_owner
@@ -63,9 +64,12 @@ class Pipeline:
         webhooks_in_flight: Callable[[], int] = lambda: 0,
         owner: str | None = None,
         reports: ReportWork | None = None,
+        history: HistoryRecorder | None = None,
     ) -> None:
         """`owner`: the id this pipeline's claims carry (default: unique per pipeline);
-        `reports`: how scheduled reports are built and sent (None: not sent)."""
+        `reports`: how scheduled reports are built and sent (None: not sent); `history`:
+        where what routing and delivery decide is recorded (None: not recorded)."""
+        self.history = history
         self._rules = rules
         self._store = store
         self._clock = clock
@@ -92,8 +96,11 @@ class Pipeline:
             tuning=current,
             queued=self._queued,
             stopping=self._stopping,
+            history=history,
         )
-        retries = Retries(store, metrics, clock=clock, tuning=current, rng=rng or random.Random())
+        retries = Retries(
+            store, metrics, clock=clock, tuning=current, rng=rng or random.Random(), history=history
+        )
         self._delivery = Delivery(
             store,
             metrics,
@@ -103,6 +110,7 @@ class Pipeline:
             clock=clock,
             tuning=current,
             stopping=self._stopping,
+            history=history,
         )
         self._housekeeping = Housekeeping(
             store,
@@ -112,6 +120,7 @@ class Pipeline:
             tuning=current,
             owner=self.held.owner,
             stopping=self._stopping,
+            history=history,
         )
         self._heartbeat = Heartbeat(
             store, self.held, clock=clock, tuning=current, stopping=self._beat_stopping

@@ -15,7 +15,10 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
+from receiver.history.capture import attempt_failed
+from receiver.history.recorder import HistoryRecorder
 from receiver.metrics import Metrics
 from receiver.notify.base import NotifyError
 from receiver.pipeline.tuning import Tuning
@@ -36,13 +39,15 @@ class SendFailure:
     recoverable: bool
     # Seconds from now before the vendor takes the next request (its Retry-After).
     retry_after: float | None = None
+    # The vendor's HTTP status, when it answered one.
+    status: int | None = None
 
 
 def send_failure(items: Sequence[OutboxItem], exc: Exception) -> SendFailure:
     """The failure of sending `items`. Anything but a NotifyError is a notifier bug, which
     must not lose alerts: they are kept and tried again later."""
     if isinstance(exc, NotifyError):
-        return SendFailure(items, str(exc), exc.recoverable, exc.retry_after)
+        return SendFailure(items, str(exc), exc.recoverable, exc.retry_after, exc.status)
     return SendFailure(items, type(exc).__name__, True)
 
 
@@ -63,7 +68,9 @@ class Retries:
         clock: Callable[[], float],
         tuning: Callable[[], Tuning],
         rng: random.Random,
+        history: HistoryRecorder | None = None,
     ) -> None:
+        self._history = history
         self._store = store
         self._metrics = metrics
         self._clock = clock
@@ -75,6 +82,7 @@ class Retries:
         now = self._clock()
         if not failure.recoverable:
             await self._store.dead_letter(items, failure.error, now)
+            self._record(failure, now, None)
             self._metrics.notifications.labels(destination, "dead_letter").inc(len(items))
             log.error(
                 "permanent delivery failure; kept as dead letter",
@@ -89,6 +97,7 @@ class Retries:
             delay = max(failure.retry_after, 0.0)
             await self._store.pause_destination(destination, now + delay)
         await self._store.reschedule(items, now + delay, failure.error)
+        self._record(failure, now, delay)
         self._metrics.notifications.labels(destination, "retried").inc(len(items))
         self._metrics.retries.labels(destination).inc(len(items))
         log.warning(
@@ -99,4 +108,21 @@ class Retries:
                 "retry_in": round(delay, 3),
                 "count": len(items),
             },
+        )
+
+    def _record(self, failure: SendFailure, now: float, retry_in: float | None) -> None:
+        """The try in the history; `retry_in` None: it was the last (a dead letter)."""
+        if self._history is None:
+            return
+        self._history.record_later(
+            partial(
+                attempt_failed,
+                failure.items,
+                at=now,
+                error=failure.error,
+                http_status=failure.status,
+                recoverable=failure.recoverable,
+                retry_in=retry_in,
+                retry_after=failure.retry_after,
+            )
         )

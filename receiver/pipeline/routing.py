@@ -10,10 +10,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 from receiver.config.rules import Rules
 from receiver.dedup import SENDING
+from receiver.history.capture import routed
+from receiver.history.recorder import HistoryRecorder
 from receiver.metrics import Metrics
 from receiver.models import Alert, CostContext
 from receiver.pipeline.claims import Held
@@ -60,9 +63,12 @@ class Routing:
         tuning: Callable[[], Tuning],
         queued: Callable[[str], None],
         stopping: asyncio.Event,
+        history: HistoryRecorder | None = None,
     ) -> None:
         """`queued(destination)` is called when the destination has new notifications;
-        the loop ends once `stopping` is set."""
+        the loop ends once `stopping` is set; `history` gets each alert's context, route
+        and dedup decisions."""
+        self._history = history
         self._store = store
         self._rules = rules
         self._context = context
@@ -141,7 +147,15 @@ class Routing:
                 await asyncio.sleep(0)  # let waiting webhooks be answered in between
             contexts += await self._context.enrich(rules, alerts[start : start + chunk])
         planned = plan(rules, items, contexts)
-        return await self._store.plan([item.id for item in items], planned, self._clock())
+        decisions = await self._store.plan([item.id for item in items], planned, self._clock())
+        if self._history is not None:
+            # Made at the recorder's next flush, from what this batch already holds.
+            self._history.record_later(
+                partial(
+                    routed, rules, alerts, contexts, decisions, at=self._clock(), sending=SENDING
+                )
+            )
+        return decisions
 
     def _record(self, decisions: Sequence[Decision]) -> list[str]:
         """Count and log the store's decisions; the destinations that got something to

@@ -19,6 +19,11 @@ class Tuning:
     housekeeping_interval: float = 5.0
     dedup_window: float = 60.0
     ledger_retention: float = 5 * 86400.0
+    # The history: episodes last changed longer ago are forgotten, then the oldest beyond
+    # the bound (ALERT_ROUTER_HISTORY_RETENTION, _MAX_EPISODES), every purge interval.
+    history_retention: float = 7 * 86400.0
+    history_max_episodes: int = 100_000
+    history_purge_interval: float = 60.0
     # A destination without a rate limit whose notifier sends one notification at a time
     # (PagerDuty) gets this many sends in flight at once.
     parallel_sends: int = 8

@@ -27,7 +27,10 @@ from receiver.config.durations import format_duration
 from receiver.config.rules import Rules
 from receiver.config.secrets import SecretStore
 from receiver.config.settings import Settings
+from receiver.events import EpisodeMeta, Event, EventKind
+from receiver.history.recorder import HistoryRecorder
 from receiver.metrics import Metrics
+from receiver.models import episode_key
 from receiver.slack_actions.acknowledge import Acknowledger
 from receiver.slack_actions.payload import Press, parse_press
 from receiver.slack_actions.respond import Failed, Responder
@@ -38,6 +41,8 @@ from receiver.store.base import Store
 log = logging.getLogger("alert_router.slack_actions")
 
 ACTIONS_PATH = "/slack/actions"
+# The outcomes of a press that did something (kept in the alert's history).
+_DONE = frozenset({"success"})
 # A press carries the whole message back, form-encoded: a few KiB usually, and about 75 KB
 # for the largest message we render (50 blocks of escaped text, five 2000-character button
 # values). Four times that is not Slack; it is refused before anything else is read.
@@ -61,10 +66,14 @@ class SlackActions:
         http: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
         answer_within: float = ANSWER_WITHIN,
+        record: Callable[[Event, EpisodeMeta | None], None] | None = None,
     ) -> None:
         """`http` is the service's client for Alertmanager and Slack's response_url (None:
-        one per press); `rules` gives the rules in force at each press."""
+        one per press); `rules` gives the rules in force at each press; `record` keeps a
+        silence or acknowledgement, with who pressed, in the alert's history."""
         self._metrics = metrics
+        self._record = record
+        self._clock = clock
         self._answer_within = answer_within
         self._verifier = RequestVerifier(secrets, clock)
         self._responder = Responder(
@@ -141,7 +150,24 @@ class SlackActions:
             )
         else:
             self._log(press, outcome, details)
+            self._remember(press, outcome, details)
         self._metrics.slack_actions.labels(press.action, outcome).inc()
+
+    def _remember(self, press: Press, outcome: str, details: dict[str, Any]) -> None:
+        """A press that did something, in the alert's history: who, and what it did."""
+        if self._record is None or outcome not in _DONE:
+            return
+        value = press.value
+        kind = EventKind.SILENCED if press.action == "silence" else EventKind.ACKNOWLEDGED
+        data: dict[str, Any] = {"by": press.created_by, "outcome": outcome, **details}
+        if press.action == "silence":
+            data["duration"] = format_duration(press.seconds)
+        else:
+            data["destination"] = value.destination
+        episode = episode_key(value.fingerprint, value.starts_at)
+        self._record(
+            Event(self._clock(), value.fingerprint, episode, kind, data, value.destination), None
+        )
 
     def _log(self, press: Press, outcome: str, details: dict[str, Any]) -> None:
         fields = {**press.log_fields(), "outcome": outcome, **details}
@@ -177,6 +203,8 @@ class ServiceParts(Protocol):
     def clock(self) -> Callable[[], float]: ...
     @property
     def closers(self) -> list[Callable[[], Awaitable[None]]]: ...
+    @property
+    def history(self) -> HistoryRecorder: ...
 
 
 def actions_route(service: ServiceParts) -> Route:
@@ -191,6 +219,7 @@ def actions_route(service: ServiceParts) -> Route:
         pagerduty_events_url=service.settings.pagerduty_events_url,
         http=service.http,
         clock=service.clock,
+        record=service.history.record,
     )
     service.closers.append(actions.aclose)
     return actions.route()

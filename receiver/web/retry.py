@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from receiver.events import Event, EventKind
-from receiver.store.base import REPORT_DEAD_LETTER, DeadLetter
+from receiver.history.capture import replayed_events
+from receiver.store.base import DeadLetter
 from receiver.web.deps import WebDeps
 
 log = logging.getLogger("alert_router.web")
@@ -32,13 +32,7 @@ async def retry_dead_letter(deps: WebDeps, letter_id: str, who: str) -> Retried:
             extra={"who": who, "what": "retry", "dead_letter": letter_id, "outcome": "not_found"},
         )
         return Retried(letter_id, "not_found")
-    if not letter_id.startswith(REPORT_DEAD_LETTER):
-        # An alert's episode key is `fingerprint@startsAt` (receiver.models.episode_key).
-        fingerprint = letter.episode.rpartition("@")[0]
-        data = {"by": f"ui:{who}", "dead_letter": letter_id}
-        event = Event(
-            now, fingerprint, letter.episode, EventKind.REPLAYED, data, letter.destination
-        )
+    for event in replayed_events({letter_id: letter}, [letter_id], now, by=f"ui:{who}"):
         deps.record(event, None)
     log.info(
         "dead letter retried",

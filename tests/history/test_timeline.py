@@ -98,6 +98,26 @@ CASES: list[tuple[EventKind, str, dict[str, Any], str]] = [
         },
         "pagerduty: try 2 failed: 503 Service Unavailable; next try in 4s (Retry-After 4)",
     ),
+    # A backoff with jitter: its delay as a person reads it.
+    (
+        EventKind.ATTEMPT,
+        "hook",
+        {
+            "attempt": 1,
+            "error": "slack webhook hook: HTTP 500 internal_error",
+            "http_status": 500,
+            "recoverable": True,
+            "retry_in": 0.0436035,
+            "retry_after": None,
+        },
+        "hook: try 1 failed: slack webhook hook: HTTP 500 internal_error; next try in 44 ms",
+    ),
+    (
+        EventKind.ATTEMPT,
+        "hook",
+        {"attempt": 6, "error": "timed out", "recoverable": True, "retry_in": 151.7},
+        "hook: try 6 failed: timed out; next try in 2m32s",
+    ),
     # A refusal: not tried again.
     (
         EventKind.ATTEMPT,

@@ -7,29 +7,25 @@ Screenshots go to test-artifacts/screenshots/.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
 
-from receiver.config.secrets import SecretStore
-from receiver.events import EpisodeMeta, Event, EventKind, Timeline
-from receiver.models import Alert, labels_fingerprint
-from receiver.runtime import build_service
+from receiver.events import EventKind, Timeline
+from receiver.models import labels_fingerprint
 from receiver.samples import webhook
 from receiver.server import Service
-from receiver.web.app import WebDeps, web_routes
 from tests.fakes.slack import SlackWebhookServer, webhook_error
-from tests.service import FAST, TOKEN, ServerThread, make_settings
+from tests.service import FAST, TOKEN, ServerThread, make_settings, start_service
 from tests.support import IN_CI, wait_until
-from tests.web.seed import delivered_episode, event, meta_of
 
 PASSWORD = "browser-test-password"
 SHOTS = Path("test-artifacts/screenshots")
@@ -84,46 +80,6 @@ class Site:
         return letters
 
 
-class _WithPage:
-    """The service's app with the page and the API in front (until receiver.server mounts
-    web_routes itself); ServerThread asks only for `app()`."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def _record(self, event: Event, meta: EpisodeMeta | None) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.service.store.record_history([meta] if meta else [], [event])
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def app(self) -> Any:
-        from starlette.applications import Starlette
-
-        service = self.service
-        deps = WebDeps(
-            store=service.store,
-            rules=lambda: service.holder.rules,
-            holder=service.holder,
-            secrets=service.secrets,
-            settings=service.settings,
-            record=self._record,
-        )
-        page = Starlette(routes=web_routes(deps))
-        inner = service.app()
-
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            path = scope.get("path", "") if scope["type"] == "http" else ""
-            if path == "/ui" or path.startswith(("/ui/", "/api/v1/")):
-                await page(scope, receive, send)
-            else:
-                await inner(scope, receive, send)
-
-        return app
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("browser")
@@ -133,11 +89,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     settings = make_settings(tmp, rules)
     (settings.secrets_dir / "slack-webhook-url").write_text(slack.url)
     (settings.secrets_dir / "ui-password").write_text(PASSWORD)
-    service = build_service(
-        settings, dry_run=False, secrets=SecretStore(settings.secrets_dir, environ={})
-    )
-    service.tuning = replace(FAST, dedup_window=settings.dedup_window, lease=settings.lease)
-    server = ServerThread(cast(Service, _WithPage(service)), settings.port).start()
+    server, _ = start_service(settings, dry_run=False, tuning=FAST)
+    service = server.service
     starts = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=7)
     site = Site(server, service, slack, server.url, starts)
     try:
@@ -171,43 +124,15 @@ def _deliver_seed_alerts(site: Site) -> None:
     slack.script(webhook_error(404, "no_service"))
     _post(site, BUDGET)
     wait_until(lambda: len(site.dead_letters()) == 1, timeout=20)
-    # History the chain does not write yet is written as it would be (the same events).
-    for labels in (GPU, IDLE):
-        if site.timelines(labels):
-            continue
-        alert = _alert(site, labels)
-        failures = 1 if labels is GPU else 0
-        events = delivered_episode(
-            alert, site.starts.timestamp() + 60, route="gpu-costs", failures=failures
-        )
-        _write_history(site, alert, events)
-    if not site.timelines(BUDGET):
-        alert = _alert(site, BUDGET)
-        at = site.starts.timestamp() + 60
-        events = delivered_episode(alert, at, route="default", failures=0)[:-1]
-        events.append(
-            event(
-                alert, at + 1, EventKind.DEAD_LETTER, "finops-slack", error="HTTP 404", attempts=1
-            )
-        )
-        _write_history(site, alert, events)
+    # What the pipeline recorded is written by the recorder's next batch.
+    expected = {"GPU": EventKind.DELIVERED, "IDLE": EventKind.DELIVERED}
+    for name, labels in (("GPU", GPU), ("IDLE", IDLE), ("BUDGET", BUDGET)):
+        last = expected.get(name, EventKind.DEAD_LETTER)
+        wait_until(partial(_recorded, site, labels, last), timeout=20)
 
 
-def _write_history(site: Site, alert: Alert, events: list[Event]) -> None:
-    store = site.service.store
-    site.server.call(lambda: store.record_history([meta_of(alert)], events))
-
-
-def _alert(site: Site, labels: dict[str, str]) -> Alert:
-    return Alert(
-        fingerprint=labels_fingerprint(labels),
-        status="firing",
-        labels=labels,
-        annotations={"summary": f"{labels['alertname']} on {labels['service']}"},
-        starts_at=site.starts,
-        generator_url="http://prometheus.monitoring.svc:9090/graph",
-        external_url="http://alertmanager.monitoring.svc:9093",
-    )
+def _recorded(site: Site, labels: dict[str, str], kind: EventKind) -> bool:
+    return any(e.kind is kind for t in site.timelines(labels) for e in t.events)
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +249,7 @@ def test_a_post_without_the_csrf_token_changes_nothing(site: Site, browser: Any)
     form = browser.find_element(By.CSS_SELECTOR, "tr.dead-letter form")
     browser.execute_script("arguments[0].querySelector('input[name=csrf_token]').remove()", form)
     form.find_element(By.CSS_SELECTOR, "button").click()
-    banner = browser.find_element(By.CSS_SELECTOR, ".banner").text
+    banner = _text_once(browser, ".banner", "Nothing was changed")
     assert "Nothing was changed: the CSRF token is missing" in banner
     assert [d.id for d in site.dead_letters()] == [letter.id]
     shot(browser, "csrf-refused")
@@ -338,12 +263,34 @@ def test_the_retry_button_delivers_the_dead_letter(site: Site, browser: Any) -> 
     browser.get(f"{site.url}/ui/dead-letters")
     shot(browser, "dead-letters")
     browser.find_element(By.CSS_SELECTOR, "tr.dead-letter button.retry").click()
-    flash = browser.find_element(By.CSS_SELECTOR, ".flash").text
+    flash = _text_once(browser, ".flash", "queued again")
     assert f"Dead letter {letter.id} is queued again" in flash
     wait_until(lambda: any("BudgetBurn" in str(m) for m in site.slack.messages), timeout=20)
     assert site.dead_letters() == []
+    # The recorder writes the "replayed" event with its next batch.
+    wait_until(partial(_recorded, site, BUDGET, EventKind.REPLAYED), timeout=10)
     replayed = [e for t in site.timelines(BUDGET) for e in t.events if e.kind.value == "replayed"]
     assert replayed and replayed[-1].data["by"] == "ui:oncall-amy"
     browser.get(f"{site.url}/ui/dead-letters")
     assert "No dead letters." in browser.find_element(By.TAG_NAME, "main").text
     shot(browser, "dead-letters-empty")
+
+
+def _text_once(browser: Any, selector: str, containing: str, timeout: float = 10.0) -> str:
+    """The text of `selector` once it contains `containing`: the page a form submitted
+    to, not the one it was submitted from."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    seen: list[str] = []
+
+    def shown() -> bool:
+        try:
+            text = str(browser.find_element(By.CSS_SELECTOR, selector).text)
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+        seen[:] = [text]
+        return containing in text
+
+    wait_until(shown, timeout=timeout)
+    return seen[0]

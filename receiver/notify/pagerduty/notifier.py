@@ -234,7 +234,10 @@ def _http_error(response: httpx2.Response, key: Secret) -> NotifyError:
     recoverable = status in (408, 429) or status >= 500
     retry_after = retry_after_seconds(response.headers.get("retry-after")) if recoverable else None
     return NotifyError(
-        redact(": ".join(parts), key), recoverable=recoverable, retry_after=retry_after
+        redact(": ".join(parts), key),
+        recoverable=recoverable,
+        retry_after=retry_after,
+        status=status,
     )
 
 

@@ -72,9 +72,15 @@ class ApiError(NotifyError):
     """A Web API answer `{"ok": false, "error": code}` or an HTTP error status."""
 
     def __init__(
-        self, message: str, code: str, *, recoverable: bool, retry_after: float | None = None
+        self,
+        message: str,
+        code: str,
+        *,
+        recoverable: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
     ) -> None:
-        super().__init__(message, recoverable=recoverable, retry_after=retry_after)
+        super().__init__(message, recoverable=recoverable, retry_after=retry_after, status=status)
         self.code = code
 
 
@@ -128,14 +134,15 @@ def api_error(where: str, exc: SlackApiError, secrets: Sequence[Secret]) -> ApiE
     code = redact(code, *secrets) if isinstance(code, str) and code else f"http_{status}"
     message = f"{where}: HTTP {status} {clip_plain(code, _ANSWER_TEXT)}"
     headers = getattr(response, "headers", None)
+    answered = status or None
     if status == 429 or code == "ratelimited":
         # Slack Web API: HTTP 429 `ratelimited` with Retry-After in seconds.
         after = retry_after(headers if isinstance(headers, Mapping) else None)
-        return ApiError(message, code, recoverable=True, retry_after=after)
+        return ApiError(message, code, recoverable=True, retry_after=after, status=answered)
     if status >= 500 or code in _RECOVERABLE_API_ERRORS:
-        return ApiError(message, code, recoverable=True)
+        return ApiError(message, code, recoverable=True, status=answered)
     # channel_not_found, not_in_channel, invalid_auth, is_archived, msg_too_long, ...
-    return ApiError(message, code, recoverable=False)
+    return ApiError(message, code, recoverable=False, status=answered)
 
 
 def transport_error(where: str, exc: Exception, secrets: Sequence[Secret]) -> NotifyError:

@@ -105,14 +105,14 @@ class SlackWebhookNotifier:
         if status == 429:
             # Slack: 429 with Retry-After (seconds) when over 1 message per second per webhook.
             after = retry_after(response.headers)
-            raise NotifyError(message, recoverable=True, retry_after=after)
+            raise NotifyError(message, recoverable=True, retry_after=after, status=status)
         if status >= 500 or status == 408:
-            raise NotifyError(message, recoverable=True)
+            raise NotifyError(message, recoverable=True, status=status)
         if status == 400 and "invalid_blocks" in str(response.body or ""):
-            raise _InvalidBlocks(message, recoverable=False)
+            raise _InvalidBlocks(message, recoverable=False, status=status)
         # Slack: 400 invalid_payload/no_text/invalid_blocks, 403 action_prohibited,
         # 404 channel_not_found/no_service, 410 channel_is_archived: sending again cannot help.
-        raise NotifyError(message, recoverable=False)
+        raise NotifyError(message, recoverable=False, status=status)
 
     def _client_for(self, url: str) -> AsyncWebhookClient:
         """The client for the webhook URL in force (a rotated URL gets a new one); every
