@@ -297,6 +297,8 @@ def test_demo_runs_the_main_job(mode: str) -> None:
     assert "--> oncall: RESOLVED BudgetThresholdExceeded [resolved]" in out
     assert "finops-slack: 10 notification(s) would have been sent" in out
     assert "oncall: 2 notification(s) would have been sent" in out
+    # The run ends with the web page's address and the password made for it.
+    assert re.search(r"web page: http://127\.0\.0\.1:\d+/ui/ +\(any user name, password \S+\)", out)
 
 
 HANGING_RULES = """

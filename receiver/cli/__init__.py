@@ -97,7 +97,14 @@ def _parser() -> argparse.ArgumentParser:
     report.add_parser(sub)
     explain.add_parser(sub)
 
-    sub.add_parser("demo", help="the main job on this machine, in dry-run, with sample alerts")
+    demo = sub.add_parser(
+        "demo", help="the main job on this machine, in dry-run, with sample alerts"
+    )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the router and its web page up after the run, until Ctrl-C",
+    )
 
     dead = sub.add_parser("dead-letters", help="list or replay notifications that failed for good")
     dead_sub = dead.add_subparsers(dest="action", required=True)
@@ -310,7 +317,7 @@ def _demo(args: argparse.Namespace) -> int:
         )
         return 2
 
-    return asyncio.run(run_demo())
+    return asyncio.run(run_demo(serve=args.serve))
 
 
 # -- dead letters ------------------------------------------------------------------------

@@ -101,13 +101,17 @@ def _context_line(notification: Notification) -> str:
 
 @contextlib.asynccontextmanager
 async def _router(
-    tmp: Path, printer: _Printer, prometheus_url: str | None = None
+    tmp: Path, printer: _Printer, prometheus_url: str | None = None, *, serve: bool = False
 ) -> AsyncIterator[tuple[Service, str, str]]:
-    """The real server on a loopback port, dry-run; yields (service, /alerts URL, token)."""
+    """The real server on a loopback port, dry-run; yields (service, /alerts URL, token).
+    At the end it prints the web page's address and the password made for the run, and
+    with `serve` keeps the server up until it is interrupted (Ctrl-C)."""
     token = secrets.token_urlsafe(24)
+    password = secrets.token_urlsafe(12)
     secrets_dir = tmp / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "webhook-token").write_text(token)
+    (secrets_dir / "ui-password").write_text(password)
     port = free_port()
     updates: dict[str, Any] = {
         "config": _rules_path(),
@@ -139,12 +143,22 @@ async def _router(
         await asyncio.sleep(0.05)
     try:
         yield service, f"http://127.0.0.1:{port}/alerts", token
+        print("\n== what happened to each alert, and why")
+        print(f"  web page: http://127.0.0.1:{port}/ui/   (any user name, password {password})")
+        print(f"  API:      http://127.0.0.1:{port}/api/v1/alerts")
+        if serve:
+            print("  serving until Ctrl-C", flush=True)
+            await serving
+        else:
+            print("  (up while the demo ran: `alert-router demo --serve` keeps it up after)")
     finally:
         server.should_exit = True
         await serving
 
 
-async def run_demo() -> int:
+async def run_demo(*, serve: bool = False) -> int:
+    """The demo: the real chain when Prometheus and Alertmanager are installed, else
+    sample webhooks; `serve`: the router stays up after it, for a person to look around."""
     configure("text", logging.WARNING)
     binaries = find_binaries()
     alert_rules = alert_rules_for(_rules_path())
@@ -159,17 +173,17 @@ async def run_demo() -> int:
     elif not alert_rules.is_file():
         print(f"alert-router demo: no alert rules at {alert_rules}: posting sample webhooks")
     else:
-        code = await _chain_demo(binaries, alert_rules)
+        code = await _chain_demo(binaries, alert_rules, serve=serve)
         if code is not None:
             return code
         print("\nalert-router demo: falling back to posting sample webhooks\n")
-    return await _samples_demo()
+    return await _samples_demo(serve=serve)
 
 
 # -- the real chain ---------------------------------------------------------------------
 
 
-async def _chain_demo(binaries: Binaries, alert_rules: Path) -> int | None:
+async def _chain_demo(binaries: Binaries, alert_rules: Path, *, serve: bool) -> int | None:
     """The demo on the real chain; None when the chain could not be started."""
     printer = _Printer()
     start = time.time()
@@ -181,7 +195,7 @@ async def _chain_demo(binaries: Binaries, alert_rules: Path) -> int | None:
         # Ports first: the router needs Prometheus' URL, Alertmanager the router's.
         prometheus_port = free_port()
         prometheus_url = f"http://127.0.0.1:{prometheus_port}"
-        async with _router(tmp, printer, prometheus_url) as (service, url, token):
+        async with _router(tmp, printer, prometheus_url, serve=serve) as (service, url, token):
             chain = Chain(binaries, tmp / "chain", alert_rules, url, token, prometheus_port)
             print(f"  Prometheus: {chain.prometheus_url} evaluating {alert_rules} (for: 1s)")
             print("  Alertmanagers: " + ", ".join(a.url for a in chain.alertmanagers))
@@ -208,12 +222,14 @@ async def _chain_demo(binaries: Binaries, alert_rules: Path) -> int | None:
                 _sample(service, "alert_router_alerts_received_total", outcome="duplicate")
             )
             webhooks = int(_sample(service, "alert_router_webhooks_total", code="200"))
-        _summary(
-            printer,
-            f"webhooks received from Alertmanager: {webhooks}, alerts answered as duplicates: "
-            f"{duplicates} (of {int(received)}: the HA pair sends every alert twice)",
-            time.time() - start,
-        )
+            # Inside: the web page's address comes last, and stays up with --serve.
+            _summary(
+                printer,
+                f"webhooks received from Alertmanager: {webhooks}, alerts answered as "
+                f"duplicates: {duplicates} (of {int(received)}: the HA pair sends every alert "
+                "twice)",
+                time.time() - start,
+            )
     return 0 if ok and printer.sent else 1
 
 
@@ -263,12 +279,12 @@ def _summary(printer: _Printer, received: str, elapsed: float) -> None:
 # -- sample webhooks (no Prometheus or Alertmanager here) -------------------------------
 
 
-async def _samples_demo() -> int:
+async def _samples_demo(*, serve: bool) -> int:
     printer = _Printer()
     print("alert-router demo: dry-run, nothing is sent to Slack or PagerDuty")
     with tempfile.TemporaryDirectory(prefix="alert-router-demo-") as tmp_name:
         duplicates = 0
-        async with _router(Path(tmp_name), printer) as (service, url, token):
+        async with _router(Path(tmp_name), printer, serve=serve) as (service, url, token):
             headers = {"Authorization": f"Bearer {token}"}
             async with httpx.AsyncClient(headers=headers, timeout=15) as client:
                 start = time.time()
@@ -289,11 +305,12 @@ async def _samples_demo() -> int:
                     duplicates += await _post(client, url, resolved)
                 await _drain(service)
                 elapsed = time.time() - start
-        _summary(
-            printer,
-            f"webhooks posted: {len(firing) * 2 + 1}, alerts answered as duplicates: {duplicates}",
-            elapsed,
-        )
+            _summary(
+                printer,
+                f"webhooks posted: {len(firing) * 2 + 1}, alerts answered as duplicates: "
+                f"{duplicates}",
+                elapsed,
+            )
     return 0 if printer.sent else 1
 
 
