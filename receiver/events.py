@@ -29,8 +29,9 @@ class EventKind(StrEnum):
     # [{name, reason, query}].
     CONTEXT = "context"
     # A route matched. data: route, matchers [str, Alertmanager syntax], when
-    # [{condition, values {name: number}}], destinations [str]. No route: route "" and
-    # destinations [].
+    # [{condition, values {name: number}}], destinations [str], resolve (bool: a resolve,
+    # sent where its firing may have gone: every route whose matchers match, no `when`).
+    # No route: route "" and destinations [].
     ROUTED = "routed"
     # The dedup decision for one destination. destination set; data: status, reason
     # (receiver.models.DedupReason value), sent (bool: queued to send).

@@ -173,7 +173,10 @@ class Service:
         async def close() -> None:
             # What the stop itself recorded (the last deliveries) is written first.
             await self.history.close(_HISTORY_GRACE)
+            # `close` ends `run` at its next wake-up; a cancel makes that now.
             recording.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recording
             await self.store.close()
             if self.context is not None:
                 await self.context.aclose()

@@ -146,6 +146,10 @@ async def _router(
         print("\n== what happened to each alert, and why")
         print(f"  web page: http://127.0.0.1:{port}/ui/   (any user name, password {password})")
         print(f"  API:      http://127.0.0.1:{port}/api/v1/alerts")
+        print(
+            f"  terminal: ALERT_ROUTER_STATE={settings.state} alert-router explain "
+            "alertname=HighGPUCost"
+        )
         if serve:
             print("  serving until Ctrl-C", flush=True)
             await serving

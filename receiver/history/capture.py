@@ -93,7 +93,8 @@ def _routed_data(rules: Rules, alert: Alert, context: CostContext) -> dict[str, 
         destinations = [t.destination for t in targets]
     return {
         "route": ", ".join(r.name for r in routes),
-        "matchers": [str(m) for r in routes for m in r.matchers],
+        "matchers": list(dict.fromkeys(str(m) for r in routes for m in r.matchers)),
+        # A resolve's routes are chosen by their matchers alone: no `when` decided them.
         "when": [
             {
                 "condition": str(c),
@@ -101,8 +102,11 @@ def _routed_data(rules: Rules, alert: Alert, context: CostContext) -> dict[str, 
             }
             for r in routes
             for c in r.when
-        ],
+        ]
+        if alert.firing
+        else [],
         "destinations": destinations,
+        "resolve": not alert.firing,
     }
 
 

@@ -64,6 +64,8 @@ def _routed(data: Mapping[str, Any], _: str) -> str:
     destinations = list(data.get("destinations") or ())
     if destinations:
         text += f"; to {', '.join(destinations)}"
+    if data.get("resolve"):
+        text += " (a resolve goes where its firing may have gone)"
     return text
 
 

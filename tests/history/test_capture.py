@@ -112,6 +112,8 @@ def test_a_resolve_records_where_its_firing_may_have_gone_and_what_it_cost(
     assert [e.kind for e in events] == [EventKind.CONTEXT, EventKind.ROUTED, EventKind.RESOLVED]
     # The money condition no longer decides: every route its labels match.
     assert events[1].data["destinations"] == ["oncall", "finops"]
+    assert events[1].data["when"] == [] and events[1].data["resolve"] is True
+    assert events[1].data["matchers"] == ['alertname="HighGPUCost"', 'alertname=~"High.*"']
     assert events[2].data == {"cost": 123.0, "duration": 7200.0, "per_hour": 61.5}
 
 

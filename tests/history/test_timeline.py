@@ -72,6 +72,20 @@ CASES: list[tuple[EventKind, str, dict[str, Any], str]] = [
         {"route": "", "matchers": [], "when": [], "destinations": []},
         "no route matched: sent nowhere",
     ),
+    # A resolve: where its firing may have gone, by matchers alone.
+    (
+        EventKind.ROUTED,
+        "",
+        {
+            "route": "expensive-page, cost",
+            "matchers": ['alertname=~"HighGPUCost|HighCostPerJob"'],
+            "when": [],
+            "destinations": ["oncall", "finops-slack"],
+            "resolve": True,
+        },
+        'routed by route expensive-page, cost: alertname=~"HighGPUCost|HighCostPerJob" matched;'
+        " to oncall, finops-slack (a resolve goes where its firing may have gone)",
+    ),
     (
         EventKind.DEDUP,
         "finops-bot",
