@@ -97,6 +97,8 @@ class Alert:
     group_key: str = ""
     # Set for an alert that came from Grafana Alerting; None for Alertmanager's.
     grafana: GrafanaFields | None = None
+    # The sender's User-Agent (its version), for the history.
+    user_agent: str = ""
 
     @property
     def source(self) -> str:
@@ -131,6 +133,8 @@ class Alert:
         }
         if self.grafana is not None:
             data["grafana"] = self.grafana.to_json()
+        if self.user_agent:
+            data["userAgent"] = self.user_agent
         return data
 
     @classmethod
@@ -149,6 +153,7 @@ class Alert:
             receiver=data.get("receiver", ""),
             group_key=data.get("groupKey", ""),
             grafana=GrafanaFields.from_json(grafana) if grafana is not None else None,
+            user_agent=data.get("userAgent", ""),
         )
 
 

@@ -37,24 +37,27 @@ def _event(
     return Event(at, alert.fingerprint, alert.episode, kind, data, destination)
 
 
-def received(
-    alerts: Sequence[Alert], result: IngestResult, *, at: float, user_agent: str
-) -> Iterator[Recorded]:
-    """One RECEIVED event per alert of a stored webhook (duplicates included, flagged)."""
-    flags = result.duplicate or (False,) * len(alerts)
-    for alert, duplicate in zip(alerts, flags, strict=True):
-        data: dict[str, Any] = {
-            "receiver": alert.receiver,
-            "group_key": alert.group_key,
-            "external_url": alert.external_url,
-            "user_agent": user_agent,
-            "source": alert.source,
-            "status": alert.status,
-            "duplicate": duplicate,
-        }
-        if not duplicate:
-            data["alert"] = alert.to_json()  # for the page's rendered message
-        yield _event(at, alert, EventKind.RECEIVED, data), meta(alert)
+def _received_data(alert: Alert, duplicate: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "receiver": alert.receiver,
+        "group_key": alert.group_key,
+        "external_url": alert.external_url,
+        "user_agent": alert.user_agent,
+        "source": alert.source,
+        "status": alert.status,
+        "duplicate": duplicate,
+    }
+    if not duplicate and alert.firing:
+        data["alert"] = alert.to_json()  # for the page's rendered message
+    return data
+
+
+def received(alerts: Sequence[Alert], result: IngestResult, *, at: float) -> Iterator[Recorded]:
+    """RECEIVED for each copy of a webhook that was a duplicate at ingest (not stored):
+    the stored alerts' RECEIVED come with their routing (`routed`)."""
+    for alert, duplicate in zip(alerts, result.duplicate, strict=True):
+        if duplicate:
+            yield _event(at, alert, EventKind.RECEIVED, _received_data(alert, True)), meta(alert)
 
 
 def _context_data(rules: Rules, context: CostContext) -> dict[str, Any]:
@@ -116,14 +119,19 @@ def routed(
     contexts: Sequence[CostContext],
     decisions: Sequence[Decision],
     *,
+    stored_at: Sequence[float],
     at: float,
     sending: frozenset[DedupReason],
 ) -> Iterator[Recorded]:
-    """CONTEXT and ROUTED per alert, DEDUP per destination decided, RESOLVED per resolve."""
+    """RECEIVED (at `stored_at`, when each was stored), CONTEXT and ROUTED per alert, DEDUP
+    per destination decided, RESOLVED per resolve."""
     by_episode: dict[tuple[str, str], list[Decision]] = {}
     for decision in decisions:
         by_episode.setdefault((decision.episode, decision.status), []).append(decision)
-    for alert, context in zip(alerts, contexts, strict=True):
+    for alert, context, received_at in zip(alerts, contexts, stored_at, strict=True):
+        # When it was stored: the webhook's time, not the routing's.
+        data = _received_data(alert, False)
+        yield _event(received_at, alert, EventKind.RECEIVED, data), meta(alert)
         yield _event(at, alert, EventKind.CONTEXT, _context_data(rules, context)), None
         yield _event(at, alert, EventKind.ROUTED, _routed_data(rules, alert, context)), None
         for decision in by_episode.get((alert.episode, alert.status), ()):

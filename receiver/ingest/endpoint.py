@@ -191,7 +191,7 @@ class AlertsEndpoint:
             # A signature with no secret to check it against proves nothing.
             return self._unauthorized("missing or wrong bearer token", UNKNOWN_SOURCE)
         try:
-            webhook = parse_webhook(raw_body)
+            webhook = parse_webhook(raw_body, agent.decode("latin-1"))
         except InvalidWebhook as exc:
             return self._refuse("invalid_body", 400, exc.message, UNKNOWN_SOURCE, exc.details)
         # The alerts now hold what they need of the body: let a large one go before storing.
@@ -229,16 +229,10 @@ class AlertsEndpoint:
             return _error_body(503, "store unavailable; retry", source, [str(exc)])
         if result.accepted:
             self._on_accepted()
-        if self._history is not None:
-            self._history.record_later(
-                partial(
-                    received,
-                    alerts,
-                    result,
-                    at=self._clock(),
-                    user_agent=agent.decode("latin-1"),
-                )
-            )
+        if result.duplicates and self._history is not None:
+            # A stored alert's "received" is recorded by routing, which holds it anyway;
+            # a copy seen within the window is not stored, so it is recorded here.
+            self._history.record_later(partial(received, alerts, result, at=self._clock()))
         self._accepted[source].inc(result.accepted)
         self._duplicates[source].inc(result.duplicates)
         # Wall-clock time, whatever the injected clock: dashboards compare it with now.

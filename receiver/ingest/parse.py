@@ -105,8 +105,9 @@ def validation_reason(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_webhook(body: bytes) -> Webhook:
-    """The alerts of a webhook body, each accepted or rejected with a reason.
+def parse_webhook(body: bytes, user_agent: str = "") -> Webhook:
+    """The alerts of a webhook body, each accepted or rejected with a reason; each alert
+    keeps the sender's `user_agent`.
 
     Raises InvalidWebhook when the body itself is wrong: not JSON, not an object, another
     version, no `alerts` list. Version "1" is Grafana's webhook: each alert then also
@@ -145,10 +146,10 @@ def parse_webhook(body: bytes) -> Webhook:
             rejected.append({"index": index, "reason": "alert must be a JSON object"})
             continue
         # Most alerts take the fast path; pydantic checks the others and names problems.
-        alert = from_raw(raw, payload)
+        alert = from_raw(raw, payload, user_agent)
         if alert is None:
             try:
-                alert = from_webhook(WebhookAlert.model_validate(raw), payload)
+                alert = from_webhook(WebhookAlert.model_validate(raw), payload, user_agent)
             except ValidationError as exc:
                 rejected.append({"index": index, "reason": validation_reason(exc)})
                 continue
@@ -170,7 +171,7 @@ def decode_json(body: bytes) -> Any:
     return from_json(body, allow_inf_nan=False, cache_strings=True)
 
 
-def from_webhook(alert: WebhookAlert, envelope: Mapping[str, Any]) -> Alert:
+def from_webhook(alert: WebhookAlert, envelope: Mapping[str, Any], user_agent: str = "") -> Alert:
     """The Alert of a validated webhook alert and the webhook around it."""
     ends = alert.endsAt
     if ends is not None and ends.year == _ZERO_YEAR:
@@ -186,10 +187,13 @@ def from_webhook(alert: WebhookAlert, envelope: Mapping[str, Any]) -> Alert:
         external_url=_text(envelope.get("externalURL")),
         receiver=_text(envelope.get("receiver")),
         group_key=_text(envelope.get("groupKey")),
+        user_agent=user_agent,
     )
 
 
-def from_raw(raw: Mapping[str, Any], envelope: Mapping[str, Any]) -> Alert | None:
+def from_raw(
+    raw: Mapping[str, Any], envelope: Mapping[str, Any], user_agent: str = ""
+) -> Alert | None:
     """The alert of a webhook, without pydantic, when it has the usual valid shape.
 
     The ingest fast path: every alert this accepts, `WebhookAlert` accepts too and turns
@@ -231,6 +235,7 @@ def from_raw(raw: Mapping[str, Any], envelope: Mapping[str, Any]) -> Alert | Non
         external_url=_text(envelope.get("externalURL")),
         receiver=_text(envelope.get("receiver")),
         group_key=_text(envelope.get("groupKey")),
+        user_agent=user_agent,
     )
 
 

@@ -152,7 +152,14 @@ class Routing:
             # Made at the recorder's next flush, from what this batch already holds.
             self._history.record_later(
                 partial(
-                    routed, rules, alerts, contexts, decisions, at=self._clock(), sending=SENDING
+                    routed,
+                    rules,
+                    alerts,
+                    contexts,
+                    decisions,
+                    stored_at=[item.received_at for item in items],
+                    at=self._clock(),
+                    sending=SENDING,
                 )
             )
         return decisions

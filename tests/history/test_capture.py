@@ -3,6 +3,7 @@ batch with its cost context and the store's decisions, a delivery, a failed try.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,15 +57,28 @@ def _context(*extra: ContextValue) -> CostContext:
     )
 
 
-def test_received_flags_duplicates_and_keeps_the_alert_of_the_stored_copy_only() -> None:
-    alerts = [_alert(), _alert()]
+def test_a_duplicate_copy_is_received_at_ingest_and_the_stored_one_with_its_routing(
+    tmp_path: Path,
+) -> None:
+    rules = parse_rules(RULES, tmp_path / "routes.yaml")
+    alerts = [replace(_alert(), user_agent="Alertmanager/0.27.0")] * 2
     result = IngestResult(1, 1, (False, True))
-    recorded = list(capture.received(alerts, result, at=5.0, user_agent="Alertmanager/0.27.0"))
-    [(first, meta), (copy, _)] = recorded
-    assert first.kind is EventKind.RECEIVED and first.at == 5.0
-    assert first.data["duplicate"] is False and copy.data["duplicate"] is True
+    # Ingest records only the copy it did not store.
+    [(copy, copy_meta)] = list(capture.received(alerts, result, at=5.0))
+    assert copy.kind is EventKind.RECEIVED and copy.at == 5.0
+    assert copy.data["duplicate"] is True
+    assert "alert" not in copy.data  # the same alert, kept with the stored copy
+    assert copy_meta is not None and copy_meta.episode == _alert().episode
+    # Routing records the stored one, at the time it was stored.
+    recorded = list(
+        capture.routed(
+            rules, alerts[:1], [_context()], [], stored_at=[4.5], at=7.0, sending=SENDING
+        )
+    )
+    first, meta = recorded[0]
+    assert first.kind is EventKind.RECEIVED and first.at == 4.5
+    assert first.data["duplicate"] is False
     assert first.data["alert"]["labels"] == {"alertname": "HighGPUCost", "service": "trainer"}
-    assert "alert" not in copy.data  # the same alert, already kept with the first
     assert first.data["user_agent"] == "Alertmanager/0.27.0"
     assert first.data["group_key"] == '{}:{alertname="HighGPUCost"}'
     assert meta is not None and meta.episode == _alert().episode
@@ -82,15 +96,18 @@ def test_routing_records_context_route_with_the_values_compared_and_each_decisio
     ]
     events = [
         e
-        for e, _ in capture.routed(rules, [alert], [_context()], decisions, at=7.0, sending=SENDING)
+        for e, _ in capture.routed(
+            rules, [alert], [_context()], decisions, stored_at=[6.0], at=7.0, sending=SENDING
+        )
     ]
     assert [(e.kind, e.destination) for e in events] == [
+        (EventKind.RECEIVED, ""),
         (EventKind.CONTEXT, ""),
         (EventKind.ROUTED, ""),
         (EventKind.DEDUP, "oncall"),
         (EventKind.DEDUP, "finops"),
     ]
-    context, route, oncall, finops = events
+    _, context, route, oncall, finops = events
     assert context.data["values"][0]["query"] == "sum by (service) (service_cost_per_hour)"
     assert context.data["unavailable"][0]["reason"] == "prometheus_unreachable"
     assert route.data["route"] == "expensive, costs"
@@ -108,7 +125,12 @@ def test_a_resolve_records_where_its_firing_may_have_gone_and_what_it_cost(
     rules = parse_rules(RULES, tmp_path / "routes.yaml")
     alert = _alert("resolved")
     context = _context(ContextValue(INCIDENT_COST, "Incident cost", 123.0, Unit.USD))
-    events = [e for e, _ in capture.routed(rules, [alert], [context], [], at=9.0, sending=SENDING)]
+    events = [
+        e
+        for e, _ in capture.routed(
+            rules, [alert], [context], [], stored_at=[8.0], at=9.0, sending=SENDING
+        )
+    ][1:]
     assert [e.kind for e in events] == [EventKind.CONTEXT, EventKind.ROUTED, EventKind.RESOLVED]
     # The money condition no longer decides: every route its labels match.
     assert events[1].data["destinations"] == ["oncall", "finops"]
