@@ -105,7 +105,11 @@ class Service:
             history_retention=self.settings.history_retention,
             history_max_episodes=self.settings.history_max_episodes,
         )
-        self.history = HistoryRecorder(self.store, clock=self.clock)
+        # Small, frequent batches: each is a short step of the history's writer thread,
+        # and the events are made a step's batch at a time between webhooks.
+        self.history = HistoryRecorder(
+            self.store, flush_interval=0.25, max_batch=500, clock=self.clock
+        )
 
     @property
     def webhooks_in_flight(self) -> int:

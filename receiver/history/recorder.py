@@ -73,8 +73,10 @@ class HistoryRecorder:
         except Exception:
             self.dropped += 1
 
-    def _expand(self) -> None:
-        """Make the deferred events: a maker that fails costs its own events only."""
+    async def _expand(self) -> None:
+        """Make the deferred events: a maker that fails costs its own events only. Each
+        maker is one step's batch; between two, waiting webhooks are answered (the makers
+        run on the event loop that answers them)."""
         while self._later:
             make = self._later.popleft()
             try:
@@ -83,6 +85,7 @@ class HistoryRecorder:
             except Exception:
                 self.dropped += 1
                 log.exception("history events not made")
+            await asyncio.sleep(0)
 
     def record(self, event: Event, meta: EpisodeMeta | None = None) -> None:
         """Keep `event` (and its episode's `meta`) for the next batch."""
@@ -121,7 +124,7 @@ class HistoryRecorder:
         """Write everything buffered, a batch at a time; False when the store failed (the
         batch that failed is kept for the next try)."""
         async with self._lock:
-            self._expand()
+            await self._expand()
             while self._events or self._metas:
                 metas, events = self._take()
                 try:
