@@ -17,8 +17,8 @@ event loop is stuck.
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 import os
 import signal
