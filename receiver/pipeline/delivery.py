@@ -380,7 +380,8 @@ class Delivery:
         name = dest.name
         await self._record_delivered(name, items, refs, done)
         if self._history is not None:
-            self._history.record_later(partial(delivered, items, refs, at=done))
+            link = await _permalink(dest.notifier, refs) if len(items) == 1 else None
+            self._history.record_later(partial(delivered, items, refs, at=done, permalink=link))
         self._metrics.notifications.labels(name, "delivered").inc(len(items))
         latency = self._metrics.delivery_latency.labels(name)
         for item in items:
@@ -402,6 +403,20 @@ class Delivery:
                 ],
             },
         )
+
+
+async def _permalink(notifier: Notifier, refs: Sequence[Ref | None]) -> str | None:
+    """The Slack link of a bot's one message, for the history (None: no bot, or unknown)."""
+    link = getattr(notifier, "permalink", None)
+    ref = refs[0] if refs else None
+    if link is None or ref is None:
+        return None
+    try:
+        found = await link(ref)
+    except Exception:  # the delivery is recorded; only the link is missing
+        log.warning("permalink failed", exc_info=True)
+        return None
+    return found if isinstance(found, str) else None
 
 
 def _notification(item: OutboxItem) -> Notification:

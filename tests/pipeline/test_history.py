@@ -22,7 +22,15 @@ from receiver.samples import webhook
 from tests.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
 from tests.fakes.prometheus import Exporter, PrometheusServer
 from tests.fakes.redis import RedisServer
-from tests.fakes.slack import SlackWebhookServer, webhook_error
+from tests.fakes.slack import (
+    DEFAULT_CHANNEL,
+    DEFAULT_CHANNEL_ID,
+    WORKSPACE_URL,
+    SlackApiServer,
+    SlackWebhookServer,
+    webhook_error,
+)
+from tests.pipeline.router import Router, alert
 from tests.service import FAST, TOKEN, ServerThread, make_settings, start_service
 from tests.support import wait_until
 
@@ -251,3 +259,29 @@ def test_a_retried_then_delivered_notification_and_a_money_routed_escalation(
     assert "no alert with alertname=Nothing" in missing.stderr
     # What was kept is plain JSON, as the API serves it.
     assert json.loads(json.dumps([e.data for e in timeline.events]))
+
+
+def test_a_bot_message_is_recorded_with_its_permalink(
+    make_router: Callable[..., Router], fake_pagerduty: FakePagerDuty, slack_api: SlackApiServer
+) -> None:
+    router = make_router(fake_pagerduty)
+    body = webhook([alert("GPU-A", "critical")])
+    fp = body["alerts"][0]["fingerprint"]
+    router.post(body)
+    timeline = _settled(
+        router.server,
+        fp,
+        lambda es: any(k is EventKind.DELIVERED and d == "bot" for k, d, _ in es),
+    )
+    [bot] = [e for e in timeline.events if e.kind is EventKind.DELIVERED and e.destination == "bot"]
+    [message] = slack_api.messages(DEFAULT_CHANNEL)
+    ref = bot.data["ref"]
+    assert (ref["channel"], ref["ts"]) == (DEFAULT_CHANNEL_ID, message.ts)
+    assert ref["permalink"] == (
+        f"{WORKSPACE_URL}archives/{DEFAULT_CHANNEL_ID}/p{message.ts.replace('.', '')}"
+    )
+    assert "permalink" not in next(
+        e.data["ref"]
+        for e in timeline.events
+        if e.kind is EventKind.DELIVERED and e.destination == "pd"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -50,6 +51,10 @@ _UPLOAD_STATUS = re.compile(r"^Failed to upload a file \(status: (\d+)")
 _CHART_ALT_TEXT = "Chart: cost per hour of the top services over the report's window"
 
 
+# After auth.test failed, the workspace's URL (for permalinks) is asked again this much later.
+_TEAM_URL_RETRY = 300.0
+
+
 class ChartNotUploaded(NotifyError):
     """The report was posted (`ref`) but its chart was not: try `post_report` again with
     `posted=ref`, which uploads only the chart, so the report is never posted twice."""
@@ -90,6 +95,7 @@ class SlackBotNotifier:
         self._charts = AlertCharts(name, charts, self._upload) if charts is not None else None
         # The workspace's URL (auth.test), for permalinks; asked once, when first needed.
         self._team_url: str | None = None
+        self._team_url_retry = 0.0  # monotonic time before which auth.test is not asked
 
     def __repr__(self) -> str:
         return f"SlackBotNotifier({self.name!r}, token={self._token!r}, channel={self.channel!r})"
@@ -241,12 +247,17 @@ class SlackBotNotifier:
         if not channel or not ts:
             return None
         if self._team_url is None:
+            if time.monotonic() < self._team_url_retry:
+                return None
             try:
                 url = (await self._call_once("auth.test", {})).get("url")
             except NotifyError as exc:
+                # Asked again later, not before every message while Slack fails.
+                self._team_url_retry = time.monotonic() + _TEAM_URL_RETRY
                 log.info("no permalink", extra={"destination": self.name, "error": str(exc)})
                 return None
             if not isinstance(url, str) or not url.startswith("https://"):
+                self._team_url_retry = time.monotonic() + _TEAM_URL_RETRY
                 return None
             self._team_url = url if url.endswith("/") else url + "/"
         return f"{self._team_url}archives/{channel}/p{ts.replace('.', '')}"
