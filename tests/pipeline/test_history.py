@@ -285,3 +285,41 @@ def test_a_bot_message_is_recorded_with_its_permalink(
         for e in timeline.events
         if e.kind is EventKind.DELIVERED and e.destination == "pd"
     )
+
+
+def test_the_timeline_of_a_dead_letter_retried_from_the_page(
+    router: ServerThread, slack_webhook: SlackWebhookServer
+) -> None:
+    (router.service.settings.secrets_dir / "ui-password").write_text("s3cret")
+    slack_webhook.script(webhook_error(404, "no_service"))
+    body = _body("CostDrift", "billing")
+    fp = body["alerts"][0]["fingerprint"]
+    _post(router, body)
+    _settled(router, fp, lambda es: any(k is EventKind.DEAD_LETTER for k, _, _ in es))
+    auth = ("oncall-amy", "s3cret")
+    listed = httpx.get(f"{router.url}/api/v1/dead-letters", auth=auth, timeout=10).json()
+    [letter] = listed["dead_letters"]
+    # The page's Retry button: a form with the CSRF token, from the page's own origin.
+    answer = httpx.post(
+        f"{router.url}/ui/dead-letters/{letter['id']}/retry",
+        data={"csrf_token": listed["csrf_token"]},
+        headers={"Origin": router.url},
+        auth=auth,
+        timeout=10,
+    )
+    assert answer.status_code == 303, answer.text
+    timeline = _settled(router, fp, lambda es: any(k is EventKind.DELIVERED for k, _, _ in es))
+    kinds = [e.kind for e in timeline.events if e.destination == "hook"]
+    assert kinds == [
+        EventKind.DEDUP,
+        EventKind.ATTEMPT,
+        EventKind.DEAD_LETTER,
+        EventKind.REPLAYED,
+        EventKind.DELIVERED,
+    ]
+    [replayed] = [e for e in timeline.events if e.kind is EventKind.REPLAYED]
+    assert replayed.data == {"by": "ui:oncall-amy", "dead_letter": letter["id"]}
+    [attempt] = [e for e in timeline.events if e.kind is EventKind.ATTEMPT]
+    assert attempt.data["http_status"] == 404 and attempt.data["recoverable"] is False
+    # Slack got it, once, after the retry.
+    assert sum("CostDrift" in str(m) for m in slack_webhook.messages) == 1
