@@ -10,18 +10,16 @@ Reads are pipelines of plain commands, which a read-only store may send. Key lay
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from receiver.events import EpisodeMeta, Event, EventKind, Timeline, destination_news, dump_data
 from receiver.store.base import HISTORY_EVENTS_PER_EPISODE, DestinationState
 from receiver.store.redis.keys import Keys, history_member, history_pair
-from receiver.store.redis.reports import num
+from receiver.store.redis.plumbing import RedisPlumbing, num
 
 # Episodes forgotten per purge script, so one call never blocks Redis for long.
 _PURGE_BATCH = 1000
@@ -31,22 +29,8 @@ _KINDS = {kind.value: kind for kind in EventKind}
 _META_FIELDS = ("alertname", "labels", "source", "started_at", "last_at")
 
 
-class HistoryLog:
-    """The history half of RedisStore, which provides the plumbing below."""
-
-    _keys: Keys
-
-    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        raise NotImplementedError
-
-    def _redis(self) -> Redis:
-        raise NotImplementedError
-
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
-        raise NotImplementedError
-
-    def _writable(self) -> None:
-        raise NotImplementedError
+class HistoryLog(RedisPlumbing):
+    """The history half of RedisStore."""
 
     async def record_history(self, metas: Sequence[EpisodeMeta], events: Sequence[Event]) -> None:
         self._writable()

@@ -9,48 +9,25 @@ letter (`report-<id>` in `dead-letters`) until it is replayed. Key layout: `keys
 
 from __future__ import annotations
 
-import contextlib
-import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from receiver.store import codec
 from receiver.store.base import REPORT_DEAD_LETTER, DeadLetter, ReportSend
-from receiver.store.redis.keys import Keys
+from receiver.store.redis.plumbing import RedisPlumbing, num
 
 # A taken report slot's key lives this long: far longer than replicas race for a slot;
 # after it, `P:report:last` (no TTL) keeps the slot from being taken again.
 REPORT_SLOT_TTL = 7 * 86400
 
 
-def num(value: float) -> str:
-    """A float as text that Redis and Lua parse back to the same double."""
-    if math.isfinite(value):
-        return repr(float(value))
-    # Lua's tonumber does not read "inf"; 1e308 compares the same against any time.
-    return "1e308" if value > 0 else "-1e308"
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class ReportQueue:
-    """The report half of RedisStore, which provides the plumbing below."""
-
-    _keys: Keys
-
-    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        raise NotImplementedError
-
-    def _redis(self) -> Redis:
-        raise NotImplementedError
-
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
-        raise NotImplementedError
+class ReportQueue(RedisPlumbing):
+    """The report half of RedisStore."""
 
     async def claim_report_slot(
         self,

@@ -41,15 +41,15 @@ from receiver.store.base import (
     IngestResult,
     OutboxItem,
     Planned,
-    ReadOnlyStoreError,
     StoreError,
 )
 from receiver.store.redis import scripts
 from receiver.store.redis.connection import check_persistence, connect
-from receiver.store.redis.errors import store_errors, url_secrets
+from receiver.store.redis.errors import url_secrets
 from receiver.store.redis.history import HistoryLog
 from receiver.store.redis.keys import Keys, scan_destinations
-from receiver.store.redis.reports import ReportQueue, num
+from receiver.store.redis.plumbing import num
+from receiver.store.redis.reports import ReportQueue
 
 log = logging.getLogger("alert_router.store")
 
@@ -107,29 +107,6 @@ class RedisStore(ReportQueue, HistoryLog):
         if client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await client.aclose()
-
-    # -- plumbing ------------------------------------------------------------------------
-
-    def _redis(self) -> Redis:
-        if self._client is None:
-            raise StoreError("the Redis store is not open")
-        return self._client
-
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
-        return store_errors(self.url, self._secrets)
-
-    def _writable(self) -> None:
-        if self.read_only:
-            raise ReadOnlyStoreError
-
-    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        if name not in scripts.READ_ONLY:
-            self._writable()
-        script = self._scripts.get(name)
-        if script is None or self._client is None:
-            raise StoreError("the Redis store is not open")
-        with self._errors():
-            return await script(keys=list(keys), args=list(args))
 
     # -- the Store protocol --------------------------------------------------------------
 

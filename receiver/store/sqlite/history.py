@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -27,6 +27,7 @@ from receiver.events import (
     dump_events,
 )
 from receiver.store.base import HISTORY_EVENTS_PER_EPISODE, DestinationState
+from receiver.store.sqlite.plumbing import SqlitePlumbing
 
 T = TypeVar("T")
 
@@ -74,19 +75,12 @@ ON CONFLICT (destination) DO UPDATE SET
 _EPISODE_COLUMNS = "fingerprint, episode, alertname, labels, source, started_at, last_at"
 
 
-class HistoryLog:
-    """The history half of SqliteStore, which provides `_history_run`, `_history_write`
-    (the history file's own writer thread), `read_only` and the in-memory pauses
-    `_paused`."""
+class HistoryLog(SqlitePlumbing):
+    """The history half of SqliteStore: on the history file's own writer thread. The
+    store keeps its send pauses in memory (`_paused`), which `destination_states`
+    reports."""
 
-    read_only: bool
     _paused: dict[str, float]
-
-    async def _history_run(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    async def _history_write(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
 
     async def record_history(self, metas: Sequence[EpisodeMeta], events: Sequence[Event]) -> None:
         def op(conn: sqlite3.Connection) -> None:

@@ -9,26 +9,21 @@ leased like an outbox notification; a send that failed for good keeps its row, w
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from receiver.store import codec
 from receiver.store.base import REPORT_DEAD_LETTER, REPORT_SLOT_RETENTION, DeadLetter, ReportSend
+from receiver.store.sqlite.plumbing import SqlitePlumbing
 
 T = TypeVar("T")
 
 _SEND_COLUMNS = "id, report, slot_at, late, destination, attempts, posted, owner"
 
 
-class ReportQueue:
-    """The report half of SqliteStore, which provides `_run` and `_write`."""
-
-    async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
-
-    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
+class ReportQueue(SqlitePlumbing):
+    """The report half of SqliteStore."""
 
     async def claim_report_slot(
         self,

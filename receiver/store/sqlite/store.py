@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +31,6 @@ from receiver.store.base import (
     OutboxItem,
     Planned,
     ReadOnlyStoreError,
-    StoreError,
 )
 from receiver.store.sqlite import reports
 from receiver.store.sqlite.history import HistoryLog
@@ -103,26 +102,6 @@ class SqliteStore(ReportQueue, HistoryLog):
             if writer is not None:
                 await asyncio.to_thread(writer.stop)
         self._writer = self._history = None
-
-    async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        if self._writer is None:
-            raise StoreError("the SQLite store is not open")
-        return await self._writer.run(op)
-
-    async def _history_run(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        if self._history is None:
-            raise StoreError("the SQLite store is not open")
-        return await self._history.run(op)
-
-    async def _history_write(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        if self.read_only:
-            raise ReadOnlyStoreError
-        return await self._history_run(op)
-
-    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        if self.read_only:
-            raise ReadOnlyStoreError
-        return await self._run(op)
 
     async def ingest(self, alerts: Sequence[Alert], now: float, window: float) -> IngestResult:
         # startsAt as the stored alert writes it, so one key names one episode.
