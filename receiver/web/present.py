@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from receiver.config.durations import format_elapsed
 from receiver.events import Event
 from receiver.history.summary import EpisodeSummary, Outcome
 from receiver.history.timeline import describe
@@ -33,25 +34,16 @@ def utc(at: float | None) -> str:
 
 
 def ago(at: float | None, now: float) -> str:
-    """How long before `now`: `just now`, `3 min ago`, `2 h ago`, `4 days ago`; a time
-    ahead (a pause until) reads `in 40 s`."""
+    """How long before `now`, as `alert-router explain` and Slack's resolved messages say
+    it: `just now`, `3m 20s ago`, `2h 5m ago`, `4d 1h ago`; a time ahead (a pause until)
+    reads `in 40s`."""
     if at is None:
         return ""
     seconds = now - at
     if abs(seconds) < 5:
         return "just now"
-    amount = _amount(abs(seconds))
+    amount = format_elapsed(abs(seconds))
     return f"{amount} ago" if seconds > 0 else f"in {amount}"
-
-
-def _amount(seconds: float) -> str:
-    if seconds < 60:
-        return f"{int(seconds)} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min"
-    if seconds < 2 * 86400:
-        return f"{int(seconds // 3600)} h"
-    return f"{int(seconds // 86400)} days"
 
 
 def main_labels(labels: dict[str, str] | Any) -> list[tuple[str, str]]:
