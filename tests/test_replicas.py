@@ -426,6 +426,25 @@ class Cluster:
                 keys |= {(destination, name, status) for name in NAME.findall(body)}
         return keys
 
+    def freeze_when(
+        self, proc: ServerProcess, wanted: Callable[[set[tuple[str, str]]], bool], timeout: float
+    ) -> set[tuple[str, str]]:
+        """Watch `proc` running until the work it holds is `wanted`, then SIGSTOP it and
+        return what it holds if that is still `wanted` when frozen; an empty set if that never
+        happens within `timeout`. Looking costs a few Redis commands, so a short moment is
+        caught that a look after each freeze would miss."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if wanted(self.held_by(proc)):
+                proc.proc.send_signal(signal.SIGSTOP)
+                time.sleep(0.3)
+                held = self.held_by(proc)
+                if wanted(held):
+                    return held
+                proc.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.02)
+        return set()
+
     def freeze_holding(
         self, proc: ServerProcess, wanted: Callable[[set[tuple[str, str]]], bool] = bool
     ) -> set[tuple[str, str]]:
@@ -702,33 +721,35 @@ def test_sigterm_of_one_replica_mid_storm_waits_for_no_lease(cluster: Cluster) -
 def test_resolves_wait_for_firing_held_by_a_killed_replica(
     cluster: Cluster, hanging_prometheus: HangingServer
 ) -> None:
-    # `a` waits for the 5 s Prometheus timeout before it routes what it claimed (several
-    # tries of freeze_holding); `b` gets no answer from its Prometheus at once. PagerDuty
-    # takes 1 s a trigger: the replicas (8 sends in flight each) are still sending then.
+    # `a` waits for the 5 s Prometheus timeout before it routes what it claims; `b` gets no
+    # answer from its Prometheus at once. PagerDuty takes 2 s a trigger: the replicas (8 sends
+    # in flight each) are still sending the first alerts' triggers when `a` claims more.
     a, b = cluster.start(2, context=True, prometheus=[hanging_prometheus.url, None])
     first = make_alerts("Crash", 48, critical_every=1)
     later = make_alerts("Crash", 4, start=48, critical_every=1)
-    cluster.pagerduty.script(*[PagerDutyAnswer(delay=1.0, process=True)] * len(first))
+    cluster.pagerduty.script(*[PagerDutyAnswer(delay=2.0, process=True)] * len(first))
     starts = started_minutes_ago(5)
-    cluster.deliver(b, bodies(first, 48, starts)[0])
-    wait_until(lambda: len(cluster.pagerduty.requests) >= 2, timeout=15)
-    # While both replicas send the triggers, `a` accepts more alerts and holds them. The
-    # inbox is shared: `b` is paused meanwhile, or it could claim them before `a` does.
+    # `b` routes the first alerts. `a` is paused meanwhile: had it claimed some, its
+    # Prometheus's failure, cached for a few seconds, would let it route the later ones at
+    # once, and it would never hold them.
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        cluster.deliver(b, bodies(first, 48, starts)[0])
+        wait_until(lambda: cluster.depths()["inbox"] == 0, timeout=15)
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    # Both replicas send the triggers.
+    wait_until(lambda: any(q == "pd" for q, _ in cluster.held_by(a)), timeout=15)
+    # While they do, `a` accepts more alerts and holds them. The inbox is shared: `b` is
+    # paused meanwhile, or it could claim them before `a` does.
     b.proc.send_signal(signal.SIGSTOP)
     try:
         cluster.deliver(a, bodies(later, 4, starts)[0])
-        wait_until(
-            lambda: any(q == "inbox" for q, _ in cluster.leased(until=time.time() + LEASE + 1)),
-            timeout=10,
-        )
+        wait_until(lambda: any(q == "inbox" for q, _ in cluster.held_by(a)), timeout=10)
     finally:
         b.proc.send_signal(signal.SIGCONT)
     # Killed holding both kinds of claim: alerts not routed yet, and a PagerDuty trigger.
-    held: set[tuple[str, str]] = set()
-    for _ in range(10):
-        held = cluster.freeze_holding(a, lambda h: {"inbox", "pd"} <= {q for q, _ in h})
-        if held:
-            break
+    held = cluster.freeze_when(a, lambda h: {"inbox", "pd"} <= {q for q, _ in h}, timeout=10)
     assert held, "the replica never held both an alert and a notification"
     a.kill()
 
@@ -736,7 +757,7 @@ def test_resolves_wait_for_firing_held_by_a_killed_replica(
     alerts = first + later
     cluster.deliver(b, bodies(alerts, 52, starts, status="resolved")[0])
     both = expected(alerts, ["firing", "resolved"])
-    result = cluster.wait_delivered(both, len(alerts), timeout=LEASE + 10)
+    result = cluster.wait_delivered(both, len(alerts), timeout=LEASE + 20)
     print(result.figures("resolves after a SIGKILL"), f"; order: {result.order}")
     assert result.lost == set() and result.unexpected == set()
     # A resolve sent before its firing leaves the PagerDuty alert open for good.
