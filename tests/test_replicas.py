@@ -908,9 +908,14 @@ def test_a_replica_killed_at_the_scheduled_minute_leaves_its_report_to_the_other
             replica.wait_ready()
 
         def claimer() -> str | None:
-            for name, replica in replicas.items():
-                if any(line.get("message") == "report due" for line in replica.logs()):
-                    return name
+            """The replica that holds the report's send: the one that took the slot queued
+            it, but any replica's loop may lease it first. A lease names its owner, whose id
+            carries the process id."""
+            for id_ in redis_server.command("ZRANGE", f"{PREFIX}:report:sends", "0", "-1"):
+                owner = redis_server.command("HGET", f"{PREFIX}:report:send:{id_}", "owner")
+                for name, replica in replicas.items():
+                    if owner and f"/{replica.proc.pid}/" in owner:
+                        return name
             return None
 
         wait_until(lambda: claimer() is not None, timeout=75, interval=0.01)
