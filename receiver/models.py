@@ -33,6 +33,11 @@ def format_time(value: datetime) -> str:
     )
 
 
+def _is_formatted(text: str) -> bool:
+    """Whether `text` has format_time's shape (YYYY-MM-DDTHH:MM:SS.mmmZ)."""
+    return len(text) == 24 and text[19] == "." and text[23] == "Z" and text[10] == "T"
+
+
 def episode_key(fingerprint: str, starts_at: datetime) -> str:
     """The key of one alert episode (one firing-to-resolve life): the ledger's, the Slack
     buttons' and PagerDuty's dedup_key are all derived from it."""
@@ -99,6 +104,9 @@ class Alert:
     grafana: GrafanaFields | None = None
     # The sender's User-Agent (its version), for the history.
     user_agent: str = ""
+    # `starts_at` as format_time writes it, made on first use: the episode key, the stored
+    # row and several notifications need it, and formatting it is not free.
+    _started: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def source(self) -> str:
@@ -114,9 +122,18 @@ class Alert:
         return self.status == "firing"
 
     @property
+    def started(self) -> str:
+        """`starts_at` in RFC 3339, as `format_time` writes it."""
+        text = self._started
+        if not text:
+            text = format_time(self.starts_at)
+            object.__setattr__(self, "_started", text)
+        return text
+
+    @property
     def episode(self) -> str:
-        """Fingerprint + startsAt: one firing-to-resolve life of an alert."""
-        return episode_key(self.fingerprint, self.starts_at)
+        """Fingerprint + startsAt: one firing-to-resolve life of an alert (`episode_key`)."""
+        return f"{self.fingerprint}@{self.started}"
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -124,7 +141,7 @@ class Alert:
             "status": self.status,
             "labels": dict(self.labels),
             "annotations": dict(self.annotations),
-            "startsAt": format_time(self.starts_at),
+            "startsAt": self.started,
             "endsAt": format_time(self.ends_at) if self.ends_at else None,
             "generatorURL": self.generator_url,
             "externalURL": self.external_url,
@@ -141,12 +158,13 @@ class Alert:
     def from_json(cls, data: Mapping[str, Any]) -> Alert:
         ends = data.get("endsAt")
         grafana = data.get("grafana")
-        return cls(
+        started = data["startsAt"]
+        alert = cls(
             fingerprint=data["fingerprint"],
             status=data["status"],
             labels=dict(data["labels"]),
             annotations=dict(data.get("annotations") or {}),
-            starts_at=datetime.fromisoformat(data["startsAt"]),
+            starts_at=datetime.fromisoformat(started),
             ends_at=datetime.fromisoformat(ends) if ends else None,
             generator_url=data.get("generatorURL", ""),
             external_url=data.get("externalURL", ""),
@@ -155,6 +173,10 @@ class Alert:
             grafana=GrafanaFields.from_json(grafana) if grafana is not None else None,
             user_agent=data.get("userAgent", ""),
         )
+        if _is_formatted(started):
+            # Written by to_json: already the text format_time makes.
+            object.__setattr__(alert, "_started", started)
+        return alert
 
 
 class Unit(StrEnum):

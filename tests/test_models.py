@@ -40,3 +40,22 @@ def test_grafana_fields_survive_the_stored_form() -> None:
 def test_the_episode_key_is_fingerprint_and_start() -> None:
     assert alert().episode == episode_key("2987690b8e66b4f0", STARTS)
     assert alert().episode == "2987690b8e66b4f0@2026-12-01T09:30:15.123Z"
+
+
+def test_the_start_text_is_format_times_however_the_alert_was_read() -> None:
+    made = alert()
+    assert made.started == "2026-12-01T09:30:15.123Z"
+    stored = made.to_json()
+    assert stored["startsAt"] == made.started
+    assert Alert.from_json(stored).started == made.started
+    # A start written in another form (an offset, microseconds) is read as the time it
+    # names, and its text made from that time, not taken as written.
+    other = dict(stored, startsAt="2026-12-01T10:30:15.123456+01:00")
+    loaded = Alert.from_json(other)
+    assert loaded.starts_at == STARTS.replace(microsecond=123456)
+    assert loaded.started == "2026-12-01T09:30:15.123Z"
+    assert loaded.episode == "2987690b8e66b4f0@2026-12-01T09:30:15.123Z"
+    # The text is not part of the alert's equality: an alert whose text was made compares
+    # equal to one whose text was not.
+    fresh = alert()
+    assert fresh == Alert.from_json(stored)

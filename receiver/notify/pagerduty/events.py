@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from receiver.context.units import format_context
-from receiver.models import Alert, CostContext, Notification, Unit, format_time
+from receiver.models import Alert, CostContext, Notification, Unit
 from receiver.notify.grafana import grafana_links, query_numbers
 
 # PagerDuty: "Events API payloads are limited to 512 KB". Alertmanager's pagerduty.go reads
@@ -140,7 +140,7 @@ def _trigger(
         "summary": _summary(alert, notification.context),
         "source": clip(_first(labels, _SOURCE_LABELS) or CLIENT, MAX_FIELD_CHARS),
         "severity": severity(labels, default),
-        "timestamp": format_time(alert.starts_at),
+        "timestamp": alert.started,
         "class": clip(alert.name, MAX_FIELD_CHARS),
     }
     component = _first(labels, _COMPONENT_LABELS)
@@ -202,7 +202,7 @@ def _details(notification: Notification, cap: int | None, keep: _Keep) -> dict[s
     details["notification_reason"] = str(notification.reason)
     details["route"] = notification.route
     details["fingerprint"] = alert.fingerprint
-    details["starts_at"] = format_time(alert.starts_at)
+    details["starts_at"] = alert.started
     limit = f"to keep the event within PagerDuty's limit of {MAX_EVENT_BYTES} bytes"
     if keep == "summary":
         details["truncated"] = f"labels and other annotations were removed {limit}"

@@ -41,7 +41,7 @@ from urllib.parse import quote, unquote
 
 from redis.asyncio import Redis
 
-from receiver.models import Alert, format_time
+from receiver.models import Alert
 
 
 class Keys:
@@ -80,7 +80,7 @@ class Keys:
         self.history_dest = f"{prefix}:history:dest"
 
     def seen(self, alert: Alert) -> str:
-        starts = format_time(alert.starts_at)
+        starts = alert.started
         return f"{self.prefix}:seen:{alert.status}:{starts}:{alert.fingerprint}"
 
     def ready(self, destination: str) -> str:

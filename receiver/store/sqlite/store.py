@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from receiver.dedup import SENDING, LedgerEntry, decide
-from receiver.models import Alert, format_time
+from receiver.models import Alert
 from receiver.store import codec
 from receiver.store.base import (
     REPORT_DEAD_LETTER,
@@ -106,7 +106,7 @@ class SqliteStore(ReportQueue, HistoryLog):
     async def ingest(self, alerts: Sequence[Alert], now: float, window: float) -> IngestResult:
         # startsAt as the stored alert writes it, so one key names one episode.
         rows = [
-            (alert.fingerprint, alert.status, format_time(alert.starts_at), codec.dump_alert(alert))
+            (alert.fingerprint, alert.status, alert.started, codec.dump_alert(alert))
             for alert in alerts
         ]
 
