@@ -42,6 +42,7 @@ ROUTER_ALERTS = {
     "AlertRouterDown",
     "AlertRouterDeliveriesFailing",
     "AlertRouterDeadLetters",
+    "AlertRouterHistoryEventsDropped",
     "AlertRouterQueueBackingUp",
     "AlertRouterConfigReloadFailed",
     "AlertRouterCostContextUnavailable",
