@@ -41,7 +41,12 @@ def _is_formatted(text: str) -> bool:
 def episode_key(fingerprint: str, starts_at: datetime) -> str:
     """The key of one alert episode (one firing-to-resolve life): the ledger's, the Slack
     buttons' and PagerDuty's dedup_key are all derived from it."""
-    return f"{fingerprint}@{format_time(starts_at)}"
+    return _episode(fingerprint, format_time(starts_at))
+
+
+def _episode(fingerprint: str, started: str) -> str:
+    """The episode key from the start as `format_time` wrote it (`Alert.started`)."""
+    return f"{fingerprint}@{started}"
 
 
 SOURCES = ("alertmanager", "grafana")
@@ -133,7 +138,7 @@ class Alert:
     @property
     def episode(self) -> str:
         """Fingerprint + startsAt: one firing-to-resolve life of an alert (`episode_key`)."""
-        return f"{self.fingerprint}@{self.started}"
+        return _episode(self.fingerprint, self.started)
 
     def to_json(self) -> dict[str, Any]:
         data = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
@@ -28,8 +28,6 @@ from receiver.events import (
 )
 from receiver.store.base import HISTORY_EVENTS_PER_EPISODE, DestinationState
 from receiver.store.sqlite.plumbing import SqlitePlumbing
-
-T = TypeVar("T")
 
 # Episodes forgotten per purge operation: the writer thread also commits webhooks.
 _PURGE_BATCH = 1000

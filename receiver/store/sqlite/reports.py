@@ -11,13 +11,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from receiver.store import codec
 from receiver.store.base import REPORT_DEAD_LETTER, REPORT_SLOT_RETENTION, DeadLetter, ReportSend
 from receiver.store.sqlite.plumbing import SqlitePlumbing
-
-T = TypeVar("T")
 
 _SEND_COLUMNS = "id, report, slot_at, late, destination, attempts, posted, owner"
 

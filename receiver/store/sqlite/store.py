@@ -16,7 +16,7 @@ import asyncio
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from receiver.dedup import SENDING, LedgerEntry, decide
 from receiver.models import Alert
@@ -55,9 +55,6 @@ def _history_writer(path: str, busy_timeout: float, *, read_only: bool = False) 
         synchronous="NORMAL",
         name="sqlite-history",
     )
-
-
-T = TypeVar("T")
 
 
 class SqliteStore(ReportQueue, HistoryLog):
