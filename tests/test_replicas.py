@@ -426,41 +426,48 @@ class Cluster:
                 keys |= {(destination, name, status) for name in NAME.findall(body)}
         return keys
 
-    def freeze_when(
-        self, proc: ServerProcess, wanted: Callable[[set[tuple[str, str]]], bool], timeout: float
+    def _frozen_holding(
+        self, proc: ServerProcess, wanted: Callable[[set[tuple[str, str]]], bool]
     ) -> set[tuple[str, str]]:
-        """Watch `proc` running until the work it holds is `wanted`, then SIGSTOP it and
-        return what it holds if that is still `wanted` when frozen; an empty set if that never
-        happens within `timeout`. Looking costs a few Redis commands, so a short moment is
-        caught that a look after each freeze would miss."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if wanted(self.held_by(proc)):
-                proc.proc.send_signal(signal.SIGSTOP)
-                time.sleep(0.3)
-                held = self.held_by(proc)
-                if wanted(held):
-                    return held
-                proc.proc.send_signal(signal.SIGCONT)
-            time.sleep(0.02)
-        return set()
-
-    def freeze_holding(
-        self, proc: ServerProcess, wanted: Callable[[set[tuple[str, str]]], bool] = bool
-    ) -> set[tuple[str, str]]:
-        """SIGSTOP `proc` and return the work it holds if that is `wanted`; else let it go on
-        and return an empty set. The freeze only picks the moment of the SIGKILL that
-        follows. Each claim names its owner, so what the frozen replica holds is known
-        exactly (a moment after the freeze, for the commands it sent just before)."""
+        """SIGSTOP `proc` and return the work it holds if that is `wanted`; else SIGCONT it
+        and return an empty set. Each claim names its owner, so what the frozen replica
+        holds is known exactly (a moment after the freeze, for the commands it sent just
+        before)."""
         proc.proc.send_signal(signal.SIGSTOP)
         time.sleep(0.3)
         held = self.held_by(proc)
         if held and wanted(held):
             return held
         proc.proc.send_signal(signal.SIGCONT)
-        # Let it work a while before the caller tries again.
-        time.sleep(0.3)
         return set()
+
+    def freeze_when(
+        self, proc: ServerProcess, wanted: Callable[[set[tuple[str, str]]], bool], timeout: float
+    ) -> set[tuple[str, str]]:
+        """Watch `proc` running until the work it holds is `wanted`, then freeze it as
+        `_frozen_holding` does; an empty set if that never happens within `timeout`.
+        Looking costs a few Redis commands, so a short moment is caught that a look after
+        each freeze would miss."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if wanted(self.held_by(proc)):
+                held = self._frozen_holding(proc, wanted)
+                if held:
+                    return held
+            time.sleep(0.02)
+        return set()
+
+    def freeze_holding(
+        self, proc: ServerProcess, wanted: Callable[[set[tuple[str, str]]], bool] = bool
+    ) -> set[tuple[str, str]]:
+        """Freeze `proc` and return the work it holds if that is `wanted` (see
+        `_frozen_holding`); else let it work a while and return an empty set. The freeze
+        only picks the moment of the SIGKILL that follows."""
+        held = self._frozen_holding(proc, wanted)
+        if not held:
+            # Let it work a while before the caller tries again.
+            time.sleep(0.3)
+        return held
 
 
 @pytest.fixture
