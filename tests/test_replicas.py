@@ -458,16 +458,22 @@ class Cluster:
         return set()
 
     def freeze_holding(
-        self, proc: ServerProcess, wanted: Callable[[set[tuple[str, str]]], bool] = bool
+        self,
+        proc: ServerProcess,
+        wanted: Callable[[set[tuple[str, str]]], bool] = bool,
+        tries: int = 3,
     ) -> set[tuple[str, str]]:
         """Freeze `proc` and return the work it holds if that is `wanted` (see
-        `_frozen_holding`); else let it work a while and return an empty set. The freeze
-        only picks the moment of the SIGKILL that follows."""
-        held = self._frozen_holding(proc, wanted)
-        if not held:
-            # Let it work a while before the caller tries again.
+        `_frozen_holding`), up to `tries` times, letting it work a while between two; an
+        empty set if it never held such work. The freeze only picks the moment of the
+        SIGKILL that follows. (Watching it run instead misses its claims: a look takes
+        several Redis round trips, longer than a claim lasts on a loaded machine.)"""
+        for _ in range(tries):
+            held = self._frozen_holding(proc, wanted)
+            if held:
+                return held
             time.sleep(0.3)
-        return held
+        return set()
 
 
 @pytest.fixture
