@@ -14,6 +14,9 @@ CREATE TABLE IF NOT EXISTS seen (
     received_at REAL NOT NULL,
     PRIMARY KEY (fingerprint, status, starts_at)
 ) WITHOUT ROWID;
+-- The purge finds the copies past the window by this index, a batch at a time, instead of
+-- scanning the table while every webhook's commit waits behind it (one writer).
+CREATE INDEX IF NOT EXISTS seen_received ON seen (received_at);
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     alert BLOB NOT NULL,
@@ -47,6 +50,9 @@ CREATE TABLE IF NOT EXISTS ledger (
     ref BLOB,
     PRIMARY KEY (destination, episode)
 ) WITHOUT ROWID;
+-- When an entry last changed (PURGE_LEDGER's expression), for the same reason.
+CREATE INDEX IF NOT EXISTS ledger_age
+    ON ledger (max(coalesce(firing_at, 0), coalesce(resolved_at, 0)));
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     destination TEXT NOT NULL,
@@ -158,6 +164,17 @@ _CLAIM = (
 # Parameters: destination, [now,] now (lease), now, now (the firing's), limit.
 CLAIM_FRESH = _CLAIM.format(due="o.not_before = 0")
 CLAIM_DUE = _CLAIM.format(due="o.not_before > 0 AND o.not_before <= ?")
+# The purges: at most `limit` rows a statement, found by the indexes above, so that each
+# batch is a short transaction between the webhooks' commits. Parameters: before, limit.
+PURGE_SEEN = (
+    "DELETE FROM seen WHERE (fingerprint, status, starts_at) IN (SELECT fingerprint, status,"
+    " starts_at FROM seen WHERE received_at < ? LIMIT ?)"
+)
+# By when the entry last changed: the very expression of the index ledger_age.
+PURGE_LEDGER = (
+    "DELETE FROM ledger WHERE (destination, episode) IN (SELECT destination, episode"
+    " FROM ledger WHERE max(coalesce(firing_at, 0), coalesce(resolved_at, 0)) < ? LIMIT ?)"
+)
 SEEN_UPSERT = (
     "INSERT INTO seen VALUES (?1, ?2, ?3, ?4) ON CONFLICT (fingerprint, status, starts_at)"
     " DO UPDATE SET received_at = ?4 WHERE ?4 - seen.received_at >= ?5"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,15 @@ from receiver.store.sqlite.schema import (
     CLAIM_FRESH,
     HISTORY_SCHEMA,
     INBOX_INSERT,
+    PURGE_LEDGER,
+    PURGE_SEEN,
     SEEN_UPSERT,
     history_path,
 )
 from receiver.store.sqlite.writer import Writer
+
+# Rows a purge statement deletes at most (one writer operation each).
+PURGE_BATCH = 1000
 
 
 def _history_writer(path: str, busy_timeout: float, *, read_only: bool = False) -> Writer:
@@ -388,16 +394,15 @@ class SqliteStore(ReportQueue, HistoryLog):
         await self._write(op)
 
     async def purge(self, now: float, window: float, ledger_retention: float) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM seen WHERE received_at < ?", (now - window,))
-            conn.execute(
-                "DELETE FROM ledger WHERE max(coalesce(firing_at, 0), coalesce(resolved_at, 0))"
-                " < ?",
-                (now - ledger_retention,),
-            )
-            reports.purge(conn, now)
-
-        await self._write(op)
+        # A batch per operation: a webhook that arrives meanwhile is committed between two
+        # batches instead of after the whole purge (a burst's copies age out together).
+        for statement, before in (
+            (PURGE_SEEN, now - window),
+            (PURGE_LEDGER, now - ledger_retention),
+        ):
+            while await self._write(partial(_delete_batch, statement, before)) >= PURGE_BATCH:
+                pass
+        await self._write(partial(reports.purge, now=now))
 
     async def reserve_send(self, destination: str, interval: float, now: float) -> float:
         if self.read_only:
@@ -410,6 +415,11 @@ class SqliteStore(ReportQueue, HistoryLog):
         if self.read_only:
             raise ReadOnlyStoreError
         self._paused[destination] = max(until, self._paused.get(destination, 0.0))
+
+
+def _delete_batch(statement: str, before: float, conn: sqlite3.Connection) -> int:
+    """One purge batch: the rows deleted (PURGE_BATCH: there may be more)."""
+    return int(conn.execute(statement, (before, PURGE_BATCH)).rowcount)
 
 
 def _ledger(conn: sqlite3.Connection, destination: str, episode: str) -> LedgerEntry | None:
