@@ -62,11 +62,16 @@ class Responder:
         value = press.value
         try:
             entry = await self._store.ledger_entry(value.destination, value.episode)
+            resolved = (
+                entry is not None and entry.resolved_at is not None
+            ) or await self._store.resolve_queued(value.destination, value.episode)
         except StoreError as exc:
             log.warning("ledger unreadable; editing the message anyway", extra={"error": str(exc)})
-            entry = None
-        if entry is not None and entry.resolved_at is not None:
-            # The resolve edited the message meanwhile; do not bring the firing one back.
+            resolved = False
+        if resolved:
+            # The resolve edited the message, or is about to: it is queued or being sent
+            # (the ledger has it only once Slack took all of it). Do not bring the firing
+            # message back over it.
             return "the message was left as it is: the alert has resolved."
         editor = await self._editor(value.destination)
         if editor is None:

@@ -220,6 +220,11 @@ class Store(Protocol):
 
     async def ledger_entry(self, destination: str, episode: str) -> LedgerEntry | None: ...
 
+    async def resolve_queued(self, destination: str, episode: str) -> bool:
+        """Whether the episode's resolve for `destination` is in the outbox: waiting, being
+        sent or waiting for a retry. Its ledger entry is written only once it was sent."""
+        ...
+
     async def depths(self) -> dict[str, int]:
         """Counts of `inbox`, `outbox` and `dead_letters` (the reports' included)."""
         ...

@@ -259,6 +259,35 @@ async def test_first_repeat_and_resolve(store: Store) -> None:
     assert entry is not None and entry.firing_at == 3900.0 and entry.resolved_at == 4000.0
 
 
+async def test_a_resolve_is_known_as_queued_until_the_ledger_has_it(store: Store) -> None:
+    # A Slack button pressed while the resolve is being sent must not bring back the
+    # firing message (receiver/slack_actions/respond.py): the outbox tells it.
+    episode = alert().episode
+    await store.ingest([alert()], 100.0, 60)
+    await route_all(store)
+    [firing] = await store.claim_outbox("slack", 10, 100.0, 60)
+    assert not await store.resolve_queued("slack", episode)  # a firing is no resolve
+    await store.delivered([firing], [None], 100.0)
+    assert not await store.resolve_queued("slack", episode)
+    await store.ingest([alert(status="resolved")], 200.0, 60)
+    assert await route_all(store, now=200.0) == [DedupReason.RESOLVED]
+    assert await store.resolve_queued("slack", episode)
+    assert not await store.resolve_queued("pagerduty", episode)
+    assert not await store.resolve_queued("slack", alert("other").episode)
+    [item] = await store.claim_outbox("slack", 10, 200.0, 60)
+    # Being sent, then waiting for its retry: still queued, and not in the ledger yet.
+    assert await store.resolve_queued("slack", episode)
+    await store.reschedule([item], 210.0, "HTTP 503")
+    assert await store.resolve_queued("slack", episode)
+    entry = await store.ledger_entry("slack", episode)
+    assert entry is not None and entry.resolved_at is None
+    [item] = await store.claim_outbox("slack", 10, 210.0, 60)
+    await store.delivered([item], [None], 211.0)
+    assert not await store.resolve_queued("slack", episode)
+    entry = await store.ledger_entry("slack", episode)
+    assert entry is not None and entry.resolved_at == 211.0
+
+
 async def test_resolve_only_where_firing_was_sent(store: Store) -> None:
     await store.ingest([alert(status="resolved")], 100.0, 60)
     assert await route_all(store) == [DedupReason.NOT_NOTIFIED]

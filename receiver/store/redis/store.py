@@ -334,6 +334,12 @@ class RedisStore(ReportQueue, HistoryLog):
             codec.load_ref(ref),
         )
 
+    async def resolve_queued(self, destination: str, episode: str) -> bool:
+        # The outbox's pending marker, as plan.lua sets it and delivered.lua clears it.
+        marker = f"resolved {self._keys.ledger(destination, episode)}"
+        with self._errors():
+            return bool(await self._redis().hexists(self._keys.pending, marker))
+
     async def depths(self) -> dict[str, int]:
         k = self._keys
         with self._errors():

@@ -362,6 +362,17 @@ class SqliteStore(ReportQueue, HistoryLog):
     async def ledger_entry(self, destination: str, episode: str) -> LedgerEntry | None:
         return await self._run(lambda conn: _ledger(conn, destination, episode))
 
+    async def resolve_queued(self, destination: str, episode: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM outbox WHERE destination = ? AND episode = ?"
+                " AND status = 'resolved'",
+                (destination, episode),
+            ).fetchone()
+            return row is not None
+
+        return await self._run(op)
+
     async def depths(self) -> dict[str, int]:
         def op(conn: sqlite3.Connection) -> dict[str, int]:
             depths = {
