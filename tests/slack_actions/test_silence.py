@@ -191,6 +191,10 @@ def test_the_message_is_not_brought_back_after_a_resolve(
     router.post(body)
     message = router.message("HighGPUCost")
     stale = copy.deepcopy(router.current(message))  # the fake edits its messages in place
+    # The resolve edits the message, then posts in its thread: that post takes 2 s to
+    # arrive, so the press below lands while the resolve is still being sent (the ledger
+    # has it only afterwards).
+    router.slack.slow_network(0.0, 2.0)
     router.post(
         {
             **body,
