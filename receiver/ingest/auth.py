@@ -124,6 +124,8 @@ class GrafanaSignature:
         self._clock = clock
         self._max_age = max_age
         self._recheck = recheck
+        self._names_of: GrafanaHmacSpec | None = None
+        self._names: tuple[tuple[str, ...], str | None] = ((), None)
 
     def secret(self) -> Secret | None:
         """The signing secret, or None: signatures are not required. Absent on the last
@@ -134,6 +136,14 @@ class GrafanaSignature:
     def header_names(self) -> tuple[tuple[str, ...], str | None]:
         """The headers to read, lowercase: where the signature may be, and the timestamp's."""
         spec = self._settings()
+        # Asked for every webhook; the answer changes only with the rules.
+        if spec is self._names_of:
+            return self._names
+        self._names_of, self._names = spec, self._header_names(spec)
+        return self._names
+
+    @staticmethod
+    def _header_names(spec: GrafanaHmacSpec) -> tuple[tuple[str, ...], str | None]:
         names = [spec.signature_header.lower()]
         if "signature_header" not in spec.model_fields_set:
             # grafana/alerting signs into X-Grafana-Alert-Signature when the contact point

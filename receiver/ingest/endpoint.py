@@ -100,6 +100,9 @@ class AlertsEndpoint:
             for source in WEBHOOK_SOURCES
         }
         self._in_flight = 0
+        # Read at scrape time: a gauge set per webhook takes a lock each time.
+        self._last_webhook_at = 0.0
+        metrics.last_webhook.set_function(lambda: self._last_webhook_at)
 
     @property
     def in_flight(self) -> int:
@@ -233,10 +236,12 @@ class AlertsEndpoint:
             # A stored alert's "received" is recorded by routing, which holds it anyway;
             # a copy seen within the window is not stored, so it is recorded here.
             self._history.record_later(partial(received, alerts, result, at=self._clock()))
-        self._accepted[source].inc(result.accepted)
-        self._duplicates[source].inc(result.duplicates)
+        if result.accepted:
+            self._accepted[source].inc(result.accepted)
+        if result.duplicates:
+            self._duplicates[source].inc(result.duplicates)
         # Wall-clock time, whatever the injected clock: dashboards compare it with now.
-        self._metrics.last_webhook.set(time.time())
+        self._last_webhook_at = time.time()
         return _body(
             200,
             {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected},

@@ -92,7 +92,7 @@ class Delivery:
         while not self._stopping.is_set():
             dest.wake.clear()
             try:
-                started = time.perf_counter()
+                started = self._scheduler.now()
                 if not await self.deliver_once(dest):
                     await wait_for_wake(dest.wake, self._tuning().poll_interval)
                 elif dest.interval == 0:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Protocol
@@ -94,7 +93,7 @@ class Routing:
                 # waits long behind one, and steps aside while they queue up; once they
                 # stop, it takes big batches, no pauses.
                 t = self._tuning()
-                started = time.perf_counter()
+                started = self._scheduler.now()
                 batch = t.storm_batch if self._scheduler.storm else t.route_batch
                 taken = await self.route_once(batch)
                 if not taken:
