@@ -98,7 +98,13 @@ def make_ingest(tmp_path: Path, hmac_spec: GrafanaHmacSpec | None = None) -> Ing
     secrets = SecretStore(secrets_dir, environ={})
     metrics = Metrics(CollectorRegistry())
     store = SqliteStore(str(tmp_path / "state.db"))
-    auth = WebhookAuth.from_secrets(secrets, lambda: spec, clock=lambda: NOW)
+    made: Ingest | None = None
+
+    def current() -> GrafanaHmacSpec:
+        # Read at each webhook, as the rules holder's is: replacing `hmac` is a reload.
+        return made.hmac if made is not None else spec
+
+    auth = WebhookAuth.from_secrets(secrets, current, clock=lambda: NOW)
     endpoint = AlertsEndpoint(
         store=store,
         metrics=metrics,
@@ -107,4 +113,5 @@ def make_ingest(tmp_path: Path, hmac_spec: GrafanaHmacSpec | None = None) -> Ing
         dedup_window=60.0,
         clock=lambda: NOW,
     )
-    return Ingest(endpoint, store, metrics, secrets_dir, spec)
+    made = Ingest(endpoint, store, metrics, secrets_dir, spec)
+    return made

@@ -7,6 +7,7 @@ import json
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,31 @@ def test_accepts_real_alertmanager_payload(client: httpx.Client) -> None:
         )
         == 3
     )
+
+
+def test_the_last_webhook_gauge_is_the_time_of_the_last_accepted_webhook(
+    client: httpx.Client,
+) -> None:
+    name = "alert_router_last_webhook_timestamp_seconds"
+    assert metric(client, name) == 0
+    body = fixture("alertmanager-webhook-v4.json")
+    before = time.time()
+    assert client.post("/alerts", json=body, headers=AUTH).status_code == 200
+    after = time.time()
+    stamped = metric(client, name)
+    assert before <= stamped <= after
+    # A duplicate is an accepted webhook too; a refused one is not.
+    assert client.post("/alerts", json=body, headers=AUTH).json()["duplicates"] == 1
+    again = metric(client, name)
+    assert again >= after
+    assert client.post("/alerts", json=body).status_code == 401
+    assert (
+        client.post(
+            "/alerts", content=b"{", headers={**AUTH, "Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
+    assert metric(client, name) == again
 
 
 def test_exact_copy_within_window_is_a_duplicate(client: httpx.Client) -> None:

@@ -256,6 +256,22 @@ async def test_a_configured_signature_header_is_the_one_read(tmp_path: Path) -> 
         await ingest.store.close()
 
 
+async def test_a_reload_that_renames_the_header_applies_to_the_next_webhook(
+    ingest: Ingest,
+) -> None:
+    ingest.secret(GRAFANA_HMAC_SECRET, HMAC_SECRET)
+    assert (await ingest.send(FIRING, {"X-Grafana-Alerting-Signature": sign(FIRING)})).is_success
+    ingest.hmac = GrafanaHmacSpec(signature_header="X-Signature")  # the rules reloaded
+    other = body_of(grafana_fixture("webhook-resolved.json"))
+    stale = await ingest.send(other, {**BEARER, "X-Grafana-Alerting-Signature": sign(other)})
+    assert stale.status_code == 401
+    assert (await ingest.send(other, {"X-Signature": sign(other)})).status_code == 200
+    # And back: the default names count again.
+    ingest.hmac = GrafanaHmacSpec()
+    r = await ingest.send(other, {"X-Grafana-Alert-Signature": sign(other)})
+    assert r.status_code == 200 and r.json()["duplicates"] == 1
+
+
 async def test_a_good_timestamped_signature_is_accepted(stamped: Ingest) -> None:
     stamp = str(int(NOW) - 120)
     headers = {"X-Grafana-Alerting-Signature": sign(FIRING, timestamp=stamp), STAMP_HEADER: stamp}
