@@ -1,7 +1,8 @@
 """What every part of the SQLite store uses to run its statements: the store's writer
 thread, the history's own writer thread, and the read-only guard.
 
-SqliteStore and its report and history halves (`reports.py`, `history.py`) inherit it.
+SqliteStore and its dead-letter, report and history parts (`dead_letters.py`, `reports.py`,
+`history.py`) inherit it.
 """
 
 from __future__ import annotations
