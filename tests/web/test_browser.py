@@ -192,7 +192,7 @@ def test_the_pages_render_after_the_chain_delivered(site: Site, browser: Any) ->
     browser.get(f"{site.url}/ui/rules")
     assert "slack-webhook-url" in browser.find_element(By.TAG_NAME, "main").text
     browser.find_element(By.NAME, "labels").send_keys("alertname=HighGPUCost\nservice=x")
-    browser.find_element(By.CSS_SELECTOR, ".tester button").click()
+    _submit(browser, ".tester button")
     answer = browser.find_element(By.CSS_SELECTOR, "pre.answer").text
     assert answer.splitlines()[0] == "finops-slack"
     shot(browser, "rules")
@@ -206,7 +206,8 @@ def test_the_filter_narrows_the_list(site: Site, browser: Any) -> None:
     assert {"HighGPUCost", "IdleGPU"} <= set(before)
     box = browser.find_element(By.NAME, "filter")
     box.send_keys('alertname="HighGPUCost"')
-    browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    _submit(browser, "form.filters button")
+    assert "filter=" in browser.current_url
     assert texts(browser, "a.alertname") == ["HighGPUCost"]
     shot(browser, "alerts-filtered")
 
@@ -274,6 +275,22 @@ def test_the_retry_button_delivers_the_dead_letter(site: Site, browser: Any) -> 
     browser.get(f"{site.url}/ui/dead-letters")
     assert "No dead letters." in browser.find_element(By.TAG_NAME, "main").text
     shot(browser, "dead-letters-empty")
+
+
+def _submit(browser: Any, button: str, timeout: float = 10.0) -> None:
+    """Click a form's `button` and return once the page it submitted to has loaded.
+
+    The click returns before the browser navigates: reading elements straight after it
+    can find the old page's, which go stale under the reader."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.CSS_SELECTOR, button).click()
+    wait = WebDriverWait(browser, timeout)
+    wait.until(expected_conditions.staleness_of(old))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _text_once(browser: Any, selector: str, containing: str, timeout: float = 10.0) -> str:
