@@ -5,25 +5,23 @@ Slack never delays PagerDuty. A rate-limited destination sends one message per s
 a digest when a backlog waits; one without a limit whose notifier takes one notification
 per request (PagerDuty) sends several at once, and one without a limit that takes digests
 (Slack) sends what waits one message each, from one claim, or a digest past a backlog.
-The ledger is written only after a send succeeded (Alertmanager's SetNotifiesStage); what
-failed goes to `receiver.pipeline.retry`.
+What was accepted is recorded by `receiver.pipeline.delivered` (the ledger, only after a
+send succeeded); what failed goes to `receiver.pipeline.retry`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
-from functools import partial
 
 from receiver.config.schema import DestinationSpec
-from receiver.history.capture import delivered
 from receiver.history.recorder import HistoryRecorder
 from receiver.metrics import Metrics
 from receiver.models import Notification
 from receiver.notify.base import Notifier, NotifyError, Ref
 from receiver.pipeline.claims import Held
+from receiver.pipeline.delivered import Recording
 from receiver.pipeline.retry import Retries, SendFailure, send_failure
 from receiver.pipeline.scheduler import Scheduler, pause, wait_for_wake
 from receiver.pipeline.tuning import Tuning
@@ -36,8 +34,6 @@ log = logging.getLogger("alert_router.pipeline")
 RATE_MARGIN = 1.05
 # Pause of a loop after the store or the loop itself failed, before it tries again.
 _PAUSE_AFTER_ERROR = 1.0
-# Pause between two tries to record a delivery that the store refused.
-_RECORD_RETRY = 0.2
 
 
 def min_interval(spec: DestinationSpec) -> float:
@@ -77,7 +73,6 @@ class Delivery:
         stopping: asyncio.Event,
         history: HistoryRecorder | None = None,
     ) -> None:
-        self._history = history
         self._held = held
         self._stopping = stopping
         self._store = store
@@ -86,6 +81,7 @@ class Delivery:
         self._scheduler = scheduler
         self._clock = clock
         self._tuning = tuning
+        self._record = Recording(store, metrics, clock=clock, tuning=tuning, history=history)
 
     async def run(self, dest: Destination) -> None:
         """The delivery loop of `dest`, until `stopping` is set (or cancelled)."""
@@ -171,7 +167,7 @@ class Delivery:
             log.exception("notifier raised unexpectedly", extra={"destination": name})
             failure = send_failure(items, exc)
         else:
-            await self._delivered(dest, items, refs)
+            await self._record.delivered(dest.name, dest.notifier, items, refs)
             self._held.settled(outbox=[item.id for item in items])
             await self._space(dest)
             if len(items) > 1:
@@ -249,7 +245,9 @@ class Delivery:
                 break
             done.append((item, refs[0] if refs else None))
         if done:
-            await self._delivered(dest, [item for item, _ in done], [ref for _, ref in done])
+            await self._record.delivered(
+                dest.name, dest.notifier, [item for item, _ in done], [ref for _, ref in done]
+            )
             self._held.settled(outbox=[item.id for item, _ in done])
         for failure in failures:
             await self._retries.failed(name, failure)
@@ -318,7 +316,9 @@ class Delivery:
         )
         sent = [pair for done, _ in outcomes for pair in done]
         if sent:
-            await self._delivered(dest, [item for item, _ in sent], [ref for _, ref in sent])
+            await self._record.delivered(
+                dest.name, dest.notifier, [item for item, _ in sent], [ref for _, ref in sent]
+            )
             self._held.settled(outbox=[item.id for item, _ in sent])
         for _, failures in outcomes:
             for failure in failures:
@@ -352,71 +352,6 @@ class Delivery:
                 break
             done.append((item, refs[0] if refs else None))
         return done, failures
-
-    async def _record_delivered(
-        self, name: str, items: Sequence[OutboxItem], refs: Sequence[Ref | None], done: float
-    ) -> None:
-        """Record a send that happened. The store may fail once (a Redis connection that
-        went stale across a restart): recording is idempotent, so try again for up to half
-        the lease, rather than letting the lease expire and the message go out twice."""
-        deadline = time.monotonic() + self._tuning().lease / 2
-        while True:
-            try:
-                await self._store.delivered(items, refs, done)
-                return
-            except StoreError as exc:
-                if time.monotonic() >= deadline:
-                    raise
-                log.warning(
-                    "recording a delivery failed; retrying",
-                    extra={"destination": name, "error": str(exc)},
-                )
-                await asyncio.sleep(_RECORD_RETRY)
-
-    async def _delivered(
-        self, dest: Destination, items: Sequence[OutboxItem], refs: Sequence[Ref | None]
-    ) -> None:
-        done = self._clock()
-        name = dest.name
-        await self._record_delivered(name, items, refs, done)
-        if self._history is not None:
-            link = await _permalink(dest.notifier, refs) if len(items) == 1 else None
-            self._history.record_later(partial(delivered, items, refs, at=done, permalink=link))
-        self._metrics.notifications.labels(name, "delivered").inc(len(items))
-        latency = self._metrics.delivery_latency.labels(name)
-        for item in items:
-            latency.observe(max(0.0, done - item.received_at))
-        # One line per send (a digest, or a round of parallel sends), naming each alert.
-        log.info(
-            "delivered",
-            extra={
-                "destination": name,
-                "count": len(items),
-                "alerts": [
-                    {
-                        "alertname": item.alert.name,
-                        "episode": item.alert.episode,
-                        "status": item.alert.status,
-                        "reason": item.reason.value,
-                    }
-                    for item in items
-                ],
-            },
-        )
-
-
-async def _permalink(notifier: Notifier, refs: Sequence[Ref | None]) -> str | None:
-    """The Slack link of a bot's one message, for the history (None: no bot, or unknown)."""
-    link = getattr(notifier, "permalink", None)
-    ref = refs[0] if refs else None
-    if link is None or ref is None:
-        return None
-    try:
-        found = await link(ref)
-    except Exception:  # the delivery is recorded; only the link is missing
-        log.warning("permalink failed", exc_info=True)
-        return None
-    return found if isinstance(found, str) else None
 
 
 def _notification(item: OutboxItem) -> Notification:
