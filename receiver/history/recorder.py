@@ -26,6 +26,8 @@ log = logging.getLogger("alert_router.history")
 
 # What `record_later`'s function returns: events, each with its episode's meta or None.
 Recorded = tuple[Event, EpisodeMeta | None]
+# The longest the recorder makes events before it lets waiting webhooks be answered.
+_SLICE = 0.0005
 
 
 class HistoryRecorder:
@@ -74,14 +76,20 @@ class HistoryRecorder:
             self.dropped += 1
 
     async def _expand(self) -> None:
-        """Make the deferred events: a maker that fails costs its own events only. Each
-        maker is one step's batch; between two, waiting webhooks are answered (the makers
-        run on the event loop that answers them)."""
+        """Make the deferred events: a maker that fails costs its own events only. The
+        makers run on the event loop that answers the webhooks, and one maker holds a whole
+        step's batch (500 alerts once a storm ends, several events each): waiting webhooks
+        are answered between two makers, and within one every `_SLICE` seconds."""
+        clock = time.perf_counter
         while self._later:
             make = self._later.popleft()
             try:
+                slice_ends = clock() + _SLICE
                 for event, meta in make():
                     self.record(event, meta)
+                    if clock() >= slice_ends:
+                        await asyncio.sleep(0)
+                        slice_ends = clock() + _SLICE
             except Exception:
                 self.dropped += 1
                 log.exception("history events not made")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,37 @@ async def test_close_makes_and_writes_what_was_deferred(store: SqliteStore) -> N
     await recorder.close(5.0)
     await asyncio.wait_for(task, 5.0)
     assert await kept(store) == [5.0]
+
+
+async def test_a_big_deferred_batch_lets_the_event_loop_answer_while_it_is_made(
+    store: SqliteStore,
+) -> None:
+    """One maker is a whole routing batch: the webhooks waiting on the same event loop are
+    answered while its events are made, not after all of them."""
+    recorder = HistoryRecorder(store)
+    ticks = 0
+    seen: list[int] = []
+
+    async def other_work() -> None:  # a webhook's answer, say
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    def make() -> Iterator[tuple[Event, EpisodeMeta | None]]:
+        for i in range(40):
+            busy_until = time.perf_counter() + 0.0005  # about as long as one alert's events
+            while time.perf_counter() < busy_until:
+                pass
+            seen.append(ticks)
+            yield event(float(i)), meta() if i == 0 else None
+
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    try:
+        recorder.record_later(make)
+        assert await recorder.flush()
+    finally:
+        other.cancel()
+    assert len(set(seen)) >= 10, seen  # the other task ran all along, not once per maker
+    assert await kept(store) == [float(i) for i in range(40)]
