@@ -99,6 +99,12 @@ class Keys:
         # Quoted, so that a ':' in a destination name cannot make two keys collide.
         return f"{self.prefix}:ledger:{quote(destination, safe='')}:{episode}"
 
+    def pending_marker(self, status: str, destination: str, episode: str) -> str:
+        """The field of `pending` for a queued notification: `plan.lua` builds the same
+        "<status> <ledger key>" (and keeps it in the item's hash, so that the scripts that
+        unqueue the item free it); `tests/store/test_contract.py` holds both to it."""
+        return f"{status} {self.ledger(destination, episode)}"
+
 
 def history_member(fingerprint: str, episode: str) -> str:
     """An episode's name in the history's keys and indexes: the fingerprint quoted, so the

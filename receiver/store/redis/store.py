@@ -335,8 +335,7 @@ class RedisStore(ReportQueue, HistoryLog):
         )
 
     async def resolve_queued(self, destination: str, episode: str) -> bool:
-        # The outbox's pending marker, as plan.lua sets it and delivered.lua clears it.
-        marker = f"resolved {self._keys.ledger(destination, episode)}"
+        marker = self._keys.pending_marker("resolved", destination, episode)
         with self._errors():
             return bool(await self._redis().hexists(self._keys.pending, marker))
 

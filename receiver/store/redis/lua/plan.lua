@@ -20,7 +20,7 @@ for i = 4 + n, #ARGV, 10 do
     tonumber(ARGV[i + 6]), ARGV[i + 7] == '1', now)
   if SENDING[reason] then
     local id = redis.call('INCR', KEYS[4])
-    local marker = status .. ' ' .. ledger
+    local marker = status .. ' ' .. ledger  -- as Keys.pending_marker builds it
     redis.call('HSET', ARGV[2] .. id,
       'destination', ARGV[i + 3], 'episode', ARGV[i + 4], 'status', status,
       'route', ARGV[i + 8], 'reason', reason, 'body', ARGV[i + 9], 'attempts', 0,
