@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,11 +28,33 @@ def require_binary(name: str) -> str:
     return path
 
 
+# Below the kernel's ephemeral range: a port handed out by `bind(("", 0))` is free only
+# until an outgoing connection takes it as its local port, which happens between giving
+# it to a server and the server binding it when many connections run beside the tests.
+_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 20_000
+
+
 def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on, for a server a test starts; chosen at
+    random below the ephemeral range, where no outgoing connection takes it meanwhile."""
+    try:
+        ephemeral_low = int(_PORT_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 0
+    if ephemeral_low - _LOWEST_PORT >= 1000:
+        for _ in range(100):
+            port = random.randrange(_LOWEST_PORT, ephemeral_low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> None:
