@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -28,20 +29,26 @@ def require_binary(name: str) -> str:
     return path
 
 
-# Below the kernel's ephemeral range: a port handed out by `bind(("", 0))` is free only
-# until an outgoing connection takes it as its local port, which happens between giving
+# Below the kernel's ephemeral range: a port that binding port 0 hands out is free only
+# until an outgoing connection takes it as its local port, which can happen between giving
 # it to a server and the server binding it when many connections run beside the tests.
 _PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LOWEST_PORT = 20_000
 
 
+@functools.cache
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (0: unknown)."""
+    try:
+        return int(_PORT_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on, for a server a test starts; chosen at
     random below the ephemeral range, where no outgoing connection takes it meanwhile."""
-    try:
-        ephemeral_low = int(_PORT_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral_low = 0
+    ephemeral_low = _ephemeral_low()
     if ephemeral_low - _LOWEST_PORT >= 1000:
         for _ in range(100):
             port = random.randrange(_LOWEST_PORT, ephemeral_low)

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,9 +47,9 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 @pytest.fixture
-def notifier(tmp_path: Path) -> Iterator[SlackWebhookNotifier]:
+def notifier(tmp_path: Path) -> SlackWebhookNotifier:
     # Only named: with no history, recording never calls the vendor.
-    yield SlackWebhookNotifier("finops", SecretStore(tmp_path, environ={}).source("hook"))
+    return SlackWebhookNotifier("finops", SecretStore(tmp_path, environ={}).source("hook"))
 
 
 async def queued(store: SqliteStore) -> OutboxItem:
