@@ -34,6 +34,7 @@ from receiver.notify.slack.transport import (
     Session,
     api_error,
     check_batch,
+    env_proxy,
     resolve,
     silent_logger,
     transport_error,
@@ -323,8 +324,7 @@ class SlackBotNotifier:
                 retry_handlers=NO_SDK_RETRIES,
                 logger=self._sdk_logger,
             )
-            # slack_sdk copies HTTPS_PROXY into `proxy` and so ignores NO_PROXY; None
-            # leaves the choice to the session's trust_env, which honours it.
-            client.proxy = None
+            # slack_sdk copied HTTPS_PROXY into `proxy`, ignoring NO_PROXY.
+            client.proxy = env_proxy(self._api_url)
             self._client = client
         return client

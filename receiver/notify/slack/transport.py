@@ -2,8 +2,9 @@
 
 Each notifier keeps one `aiohttp.ClientSession` (a keep-alive connection pool) for its
 destination, made inside the running loop on first use and closed by `aclose()`.
-slack_sdk's async clients send through it. Proxies come from the environment through
-aiohttp (`trust_env`), which honours NO_PROXY.
+slack_sdk's async clients send through it. The proxy comes from the environment, read by
+aiohttp's own rules (HTTP(S)_PROXY, NO_PROXY, netrc credentials for the proxy) once per
+client (`env_proxy`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from yarl import URL
 
 from receiver.config.secrets import MissingSecretError, Secret, SecretSource, redact
 from receiver.models import Notification
@@ -57,8 +60,9 @@ class Session:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
-                # HTTP(S)_PROXY and NO_PROXY from the environment, as curl reads them.
-                trust_env=True,
+                # Not trust_env: it looks up the proxy, and reads the netrc file, in a thread
+                # on every request. The clients take the proxy from env_proxy instead.
+                trust_env=False,
             )
         return self._session
 
@@ -66,6 +70,20 @@ class Session:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url`, or None: aiohttp's trust_env lookup
+    (HTTP(S)_PROXY as curl reads them, NO_PROXY, the proxy's credentials from netrc), made
+    once when a client is built rather than on every request. slack_sdk's own lookup reads
+    HTTPS_PROXY alone and so would ignore NO_PROXY."""
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
+        return None
+    if auth is not None:  # slack_sdk passes a URL only: the credentials ride in it
+        proxy = proxy.with_user(auth.login).with_password(auth.password)
+    return str(proxy)
 
 
 class ApiError(NotifyError):

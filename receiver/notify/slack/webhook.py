@@ -19,6 +19,7 @@ from receiver.notify.slack.transport import (
     Session,
     answer_text,
     check_batch,
+    env_proxy,
     resolve,
     retry_after,
     silent_logger,
@@ -127,8 +128,7 @@ class SlackWebhookNotifier:
                 retry_handlers=NO_SDK_RETRIES,
                 logger=self._sdk_logger,
             )
-            # slack_sdk copies HTTPS_PROXY into `proxy` and so ignores NO_PROXY; None
-            # leaves the choice to the session's trust_env, which honours it.
-            client.proxy = None
+            # slack_sdk copied HTTPS_PROXY into `proxy`, ignoring NO_PROXY.
+            client.proxy = env_proxy(url)
             self._client = client
         return client
