@@ -16,7 +16,7 @@ from receiver.context.incident import INCIDENT_COST
 from receiver.events import EpisodeMeta, Event, EventKind
 from receiver.history.recorder import Recorded
 from receiver.models import Alert, CostContext, DedupReason, Unit
-from receiver.routing.routes import condition_values, matching_routes, resolve_targets
+from receiver.routing.routes import Choice
 from receiver.store.base import REPORT_DEAD_LETTER, DeadLetter, Decision, IngestResult, OutboxItem
 
 
@@ -83,17 +83,11 @@ def _context_data(rules: Rules, context: CostContext) -> dict[str, Any]:
     }
 
 
-def _routed_data(rules: Rules, alert: Alert, context: CostContext) -> dict[str, Any]:
+def _routed_data(alert: Alert, choice: Choice) -> dict[str, Any]:
     """The route(s) that matched and why: their matchers, and each `when` with the values
     it compared. A resolve goes where its firing may have gone (all matching routes)."""
-    values = condition_values(alert, context.numbers())
-    if alert.firing:
-        routes = matching_routes(rules, alert.labels, values)
-        destinations = list(dict.fromkeys(d for r in routes for d in r.to))
-    else:
-        targets = resolve_targets(rules, alert.labels)
-        routes = list({t.route.name: t.route for t in targets}.values())
-        destinations = [t.destination for t in targets]
+    routes = choice.routes
+    values = choice.values
     return {
         "route": ", ".join(r.name for r in routes),
         "matchers": list(dict.fromkeys(str(m) for r in routes for m in r.matchers)),
@@ -108,7 +102,7 @@ def _routed_data(rules: Rules, alert: Alert, context: CostContext) -> dict[str, 
         ]
         if alert.firing
         else [],
-        "destinations": destinations,
+        "destinations": [t.destination for t in choice.targets],
         "resolve": not alert.firing,
     }
 
@@ -117,23 +111,26 @@ def routed(
     rules: Rules,
     alerts: Sequence[Alert],
     contexts: Sequence[CostContext],
+    choices: Sequence[Choice],
     decisions: Sequence[Decision],
     *,
     stored_at: Sequence[float],
     at: float,
     sending: frozenset[DedupReason],
 ) -> Iterator[Recorded]:
-    """RECEIVED (at `stored_at`, when each was stored), CONTEXT and ROUTED per alert, DEDUP
-    per destination decided, RESOLVED per resolve."""
+    """RECEIVED (at `stored_at`, when each was stored), CONTEXT and ROUTED per alert (the
+    routing's own `choices`), DEDUP per destination decided, RESOLVED per resolve."""
     by_episode: dict[tuple[str, str], list[Decision]] = {}
     for decision in decisions:
         by_episode.setdefault((decision.episode, decision.status), []).append(decision)
-    for alert, context, received_at in zip(alerts, contexts, stored_at, strict=True):
+    for alert, context, choice, received_at in zip(
+        alerts, contexts, choices, stored_at, strict=True
+    ):
         # When it was stored: the webhook's time, not the routing's.
         data = _received_data(alert, False)
         yield _event(received_at, alert, EventKind.RECEIVED, data), meta(alert)
         yield _event(at, alert, EventKind.CONTEXT, _context_data(rules, context)), None
-        yield _event(at, alert, EventKind.ROUTED, _routed_data(rules, alert, context)), None
+        yield _event(at, alert, EventKind.ROUTED, _routed_data(alert, choice)), None
         for decision in by_episode.get((alert.episode, alert.status), ()):
             data = {
                 "status": decision.status,

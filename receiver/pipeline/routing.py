@@ -21,7 +21,7 @@ from receiver.models import Alert, CostContext
 from receiver.pipeline.claims import Held
 from receiver.pipeline.scheduler import Scheduler, pause, wait_for_wake
 from receiver.pipeline.tuning import Tuning
-from receiver.routing.routes import condition_values, resolve_targets, route_alert
+from receiver.routing.routes import Choice, choose
 from receiver.store.base import Decision, InboxItem, Planned, Store, StoreError
 
 log = logging.getLogger("alert_router.pipeline")
@@ -145,7 +145,8 @@ class Routing:
             if start:
                 await asyncio.sleep(0)  # let waiting webhooks be answered in between
             contexts += await self._context.enrich(rules, alerts[start : start + chunk])
-        planned = plan(rules, items, contexts)
+        choices = [choose(rules, a, c.numbers()) for a, c in zip(alerts, contexts, strict=True)]
+        planned = plan(items, contexts, choices)
         decisions = await self._store.plan([item.id for item in items], planned, self._clock())
         if self._history is not None:
             # Made at the recorder's next flush, from what this batch already holds.
@@ -155,6 +156,7 @@ class Routing:
                     rules,
                     alerts,
                     contexts,
+                    choices,
                     decisions,
                     stored_at=[item.received_at for item in items],
                     at=self._clock(),
@@ -201,25 +203,17 @@ class Routing:
 
 
 def plan(
-    rules: Rules, items: Sequence[InboxItem], contexts: Sequence[CostContext]
+    items: Sequence[InboxItem], contexts: Sequence[CostContext], choices: Sequence[Choice]
 ) -> list[Planned]:
-    """One entry per alert and destination it routes to: a firing alert by its labels
-    and cost context; a resolve to every destination its firing may have reached (the
-    store keeps those where the firing was sent)."""
+    """One entry per alert and destination its routing `choices` name (`choose`)."""
     planned: list[Planned] = []
-    for item, context in zip(items, contexts, strict=True):
-        if item.alert.firing:
-            targets = route_alert(
-                rules, item.alert.labels, condition_values(item.alert, context.numbers())
-            )
-        else:
-            targets = resolve_targets(rules, item.alert.labels)
-        if not targets:
+    for item, context, choice in zip(items, contexts, choices, strict=True):
+        if not choice.targets:
             log.warning(
                 "no route matched and no default destination; alert dropped",
                 extra={"alertname": item.alert.name, "fingerprint": item.alert.fingerprint},
             )
-        for target in targets:
+        for target in choice.targets:
             planned.append(
                 Planned(
                     destination=target.destination,

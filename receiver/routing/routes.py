@@ -3,7 +3,7 @@ a Grafana alert, its query values)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from receiver.config.rules import GRAFANA_VALUE_PREFIX, Route, Rules
@@ -53,11 +53,40 @@ def route_alert(
     rules: Rules, labels: Mapping[str, str], context: Mapping[str, float]
 ) -> list[Target]:
     """Destinations for an alert, each once; the first route naming it decides its settings."""
+    return _targets(matching_routes(rules, labels, context))
+
+
+def _targets(routes: Sequence[Route]) -> list[Target]:
     targets: dict[str, Target] = {}
-    for route in matching_routes(rules, labels, context):
+    for route in routes:
         for dest in route.to:
             targets.setdefault(dest, Target(dest, route))
     return list(targets.values())
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Where routing sends one alert, and why: the routes that decided, the numbers their
+    `when` conditions compared (none for a resolve), and each destination once, with the
+    route that sent it there."""
+
+    routes: tuple[Route, ...]
+    values: Mapping[str, float]
+    targets: tuple[Target, ...]
+
+
+def choose(rules: Rules, alert: Alert, context: Mapping[str, float]) -> Choice:
+    """The routing of `alert` with its cost context's numbers: a firing by its labels and
+    `when` conditions, first match first (`route_alert`); a resolve to every destination
+    its firing may have reached (`resolve_targets`). The pipeline plans from it and the
+    history records it, so the history's "why" is what decided."""
+    if alert.firing:
+        values = condition_values(alert, context)
+        routes = matching_routes(rules, alert.labels, values)
+        return Choice(tuple(routes), values, tuple(_targets(routes)))
+    targets = resolve_targets(rules, alert.labels)
+    by_name = {target.route.name: target.route for target in targets}
+    return Choice(tuple(by_name.values()), {}, tuple(targets))
 
 
 def resolve_targets(rules: Rules, labels: Mapping[str, str]) -> list[Target]:

@@ -3,16 +3,18 @@ batch with its cost context and the store's decisions, a delivery, a failed try.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from receiver.config.rules import parse_rules
+from receiver.config.rules import Rules, parse_rules
 from receiver.context.incident import INCIDENT_COST
 from receiver.dedup import SENDING
 from receiver.events import EventKind
 from receiver.history import capture
 from receiver.models import Alert, ContextValue, CostContext, DedupReason, Unit
+from receiver.routing.routes import Choice, choose
 from receiver.store.base import Decision, IngestResult, OutboxItem
 
 RULES = """
@@ -57,6 +59,13 @@ def _context(*extra: ContextValue) -> CostContext:
     )
 
 
+def _choices(
+    rules: Rules, alerts: Sequence[Alert], contexts: Sequence[CostContext]
+) -> list[Choice]:
+    """The routing's choices, as the pipeline makes them for the batch it records."""
+    return [choose(rules, a, c.numbers()) for a, c in zip(alerts, contexts, strict=True)]
+
+
 def test_a_duplicate_copy_is_received_at_ingest_and_the_stored_one_with_its_routing(
     tmp_path: Path,
 ) -> None:
@@ -72,7 +81,14 @@ def test_a_duplicate_copy_is_received_at_ingest_and_the_stored_one_with_its_rout
     # Routing records the stored one, at the time it was stored.
     recorded = list(
         capture.routed(
-            rules, alerts[:1], [_context()], [], stored_at=[4.5], at=7.0, sending=SENDING
+            rules,
+            alerts[:1],
+            [_context()],
+            _choices(rules, alerts[:1], [_context()]),
+            [],
+            stored_at=[4.5],
+            at=7.0,
+            sending=SENDING,
         )
     )
     first, meta = recorded[0]
@@ -97,7 +113,14 @@ def test_routing_records_context_route_with_the_values_compared_and_each_decisio
     events = [
         e
         for e, _ in capture.routed(
-            rules, [alert], [_context()], decisions, stored_at=[6.0], at=7.0, sending=SENDING
+            rules,
+            [alert],
+            [_context()],
+            _choices(rules, [alert], [_context()]),
+            decisions,
+            stored_at=[6.0],
+            at=7.0,
+            sending=SENDING,
         )
     ]
     assert [(e.kind, e.destination) for e in events] == [
@@ -128,7 +151,14 @@ def test_a_resolve_records_where_its_firing_may_have_gone_and_what_it_cost(
     events = [
         e
         for e, _ in capture.routed(
-            rules, [alert], [context], [], stored_at=[8.0], at=9.0, sending=SENDING
+            rules,
+            [alert],
+            [context],
+            _choices(rules, [alert], [context]),
+            [],
+            stored_at=[8.0],
+            at=9.0,
+            sending=SENDING,
         )
     ][1:]
     assert [e.kind for e in events] == [EventKind.CONTEXT, EventKind.ROUTED, EventKind.RESOLVED]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from receiver.config.rules import Rules, parse_rules
 from receiver.matchers import MatcherError, parse_matcher
-from receiver.routing.routes import resolve_targets, route_alert
+from receiver.models import Alert
+from receiver.routing.routes import choose, resolve_targets, route_alert
 
 RULES = """
 destinations:
@@ -148,6 +150,42 @@ def test_resolve_targets_ignore_money_and_first_match(rules: Rules) -> None:
     candidates = resolve_targets(rules, {"alertname": "HighGPUCost"})
     assert [t.destination for t in candidates] == ["pager", "bot", "slack"]
     assert candidates[0].route.name == "expensive"
+
+
+def _alert(status: str, **labels: str) -> Alert:
+    return Alert(
+        fingerprint="f1",
+        status=status,
+        labels=labels,
+        annotations={},
+        starts_at=datetime(2026, 12, 4, tzinfo=UTC),
+        ends_at=datetime(2026, 12, 4, 1, tzinfo=UTC) if status == "resolved" else None,
+    )
+
+
+def test_a_firing_choice_keeps_every_deciding_route_and_the_numbers_compared(
+    rules: Rules,
+) -> None:
+    alert = _alert("firing", alertname="HighGPUCost")
+    choice = choose(rules, alert, {"cost_per_hour": 120.0})
+    # `expensive` continues into `cost`: both decided, and the pager got its settings
+    # from the first route that named it.
+    assert [r.name for r in choice.routes] == ["expensive", "cost"]
+    assert choice.values == {"cost_per_hour": 120.0}
+    assert [(t.destination, t.route.name) for t in choice.targets] == [
+        ("pager", "expensive"),
+        ("bot", "cost"),
+    ]
+    assert list(choice.targets) == route_alert(rules, alert.labels, {"cost_per_hour": 120.0})
+
+
+def test_a_resolve_choice_is_every_route_its_firing_may_have_taken(rules: Rules) -> None:
+    alert = _alert("resolved", alertname="HighGPUCost")
+    choice = choose(rules, alert, {"cost_per_hour": 10.0})
+    # The money no longer decides: no numbers were compared.
+    assert choice.values == {}
+    assert [r.name for r in choice.routes] == ["expensive", "cost", "default"]
+    assert list(choice.targets) == resolve_targets(rules, alert.labels)
 
 
 def test_format_time_pads_the_year() -> None:
