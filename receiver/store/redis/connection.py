@@ -10,8 +10,8 @@ import logging
 from collections.abc import Sequence
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from receiver.store.base import StoreError
 from receiver.store.redis.errors import scrub, store_errors
