@@ -42,22 +42,32 @@ def test_notifiers_implement_the_protocol(
     assert all(n.max_batch > 1 for n in notifiers)
 
 
+async def send_each(
+    webhook: SlackWebhookNotifier,
+    bot: SlackBotNotifier,
+    count: int,
+    executor: ThreadPoolExecutor | None = None,
+) -> None:
+    """`count` messages through each notifier in one loop (with `executor` as its default
+    executor), then both closed."""
+    if executor is not None:
+        asyncio.get_running_loop().set_default_executor(executor)
+    try:
+        for i in range(count):
+            await webhook.notify([notification(make_alert(f"A{i}"))])
+            await bot.notify([notification(make_alert(f"A{i}"))])
+    finally:
+        await webhook.aclose()
+        await bot.aclose()
+
+
 def test_one_pooled_connection_carries_many_messages(
     webhook: SlackWebhookNotifier,
     bot: SlackBotNotifier,
     slack_webhook: SlackWebhookServer,
     slack_api: SlackApiServer,
 ) -> None:
-    async def send_five() -> None:
-        try:
-            for i in range(5):
-                await webhook.notify([notification(make_alert(f"A{i}"))])
-                await bot.notify([notification(make_alert(f"A{i}"))])
-        finally:
-            await webhook.aclose()
-            await bot.aclose()
-
-    asyncio.run(send_five())
+    asyncio.run(send_each(webhook, bot, 5))
 
     assert len(slack_webhook.delivered) == 5
     assert len(slack_api.messages(DEFAULT_CHANNEL)) == 5
@@ -85,17 +95,7 @@ def test_a_send_hands_no_work_to_a_thread(
     clear_proxies(monkeypatch)
     executor = CountingExecutor()
 
-    async def send_three() -> None:
-        asyncio.get_running_loop().set_default_executor(executor)
-        try:
-            for i in range(3):
-                await webhook.notify([notification(make_alert(f"A{i}"))])
-                await bot.notify([notification(make_alert(f"A{i}"))])
-        finally:
-            await webhook.aclose()
-            await bot.aclose()
-
-    asyncio.run(send_three())
+    asyncio.run(send_each(webhook, bot, 3, executor))
 
     assert len(slack_webhook.delivered) == 3
     assert len(slack_api.messages(DEFAULT_CHANNEL)) == 3
