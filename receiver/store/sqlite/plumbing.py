@@ -33,6 +33,16 @@ class SqlitePlumbing:
             raise ReadOnlyStoreError
         return await self._run(op)
 
+    async def _progress(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """A write of the pipeline's own progress (claims, plans, leases, retry times): its
+        commit does not wait for the disk. The next webhook's or delivery's commit flushes
+        it; a power loss before that costs only work done again (`writer.py`)."""
+        if self.read_only:
+            raise ReadOnlyStoreError
+        if self._writer is None:
+            raise StoreError("the SQLite store is not open")
+        return await self._writer.run(op, flush=False)
+
     async def _history_run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         return await _run_on(self._history, op)
 

@@ -151,7 +151,7 @@ class SqliteStore(DeadLetters, ReportQueue, HistoryLog):
                 for id_, alert, received_at, until in rows
             ]
 
-        return await self._write(op)
+        return await self._progress(op)
 
     async def plan(
         self, inbox_ids: Sequence[str], planned: Sequence[Planned], now: float
@@ -195,7 +195,7 @@ class SqliteStore(DeadLetters, ReportQueue, HistoryLog):
             conn.executemany("DELETE FROM inbox WHERE id = ?", [(int(i),) for i in inbox_ids])
             return decisions
 
-        return await self._write(op)
+        return await self._progress(op)
 
     async def ready_count(self, destination: str, now: float, at_most: int | None = None) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -226,7 +226,7 @@ class SqliteStore(DeadLetters, ReportQueue, HistoryLog):
             )
             return [_outbox_item(row) for row in rows]
 
-        return await self._write(op)
+        return await self._progress(op)
 
     async def delivered(
         self, items: Sequence[OutboxItem], refs: Sequence[Mapping[str, str] | None], now: float
@@ -260,7 +260,7 @@ class SqliteStore(DeadLetters, ReportQueue, HistoryLog):
                 [(not_before, error, int(item.id)) for item in items],
             )
 
-        await self._write(op)
+        await self._progress(op)
 
     async def renew(self, owner: str, claims: Claims, now: float, lease: float) -> Claims:
         def op(conn: sqlite3.Connection) -> Claims:
@@ -278,7 +278,7 @@ class SqliteStore(DeadLetters, ReportQueue, HistoryLog):
                 lost[table] = tuple(gone)
             return Claims(lost["inbox"], lost["outbox"])
 
-        return await self._write(op)
+        return await self._progress(op)
 
     async def release(self, owner: str, claims: Claims) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -292,7 +292,7 @@ class SqliteStore(DeadLetters, ReportQueue, HistoryLog):
                     ).rowcount
             return count
 
-        return await self._write(op)
+        return await self._progress(op)
 
     async def ledger_entry(self, destination: str, episode: str) -> LedgerEntry | None:
         return await self._run(lambda conn: _ledger(conn, destination, episode))
@@ -346,9 +346,9 @@ class SqliteStore(DeadLetters, ReportQueue, HistoryLog):
             (PURGE_SEEN, now - window),
             (PURGE_LEDGER, now - ledger_retention),
         ):
-            while await self._write(partial(_delete_batch, statement, before)) >= PURGE_BATCH:
+            while await self._progress(partial(_delete_batch, statement, before)) >= PURGE_BATCH:
                 pass
-        await self._write(partial(reports.purge, now=now))
+        await self._progress(partial(reports.purge, now=now))
 
     async def reserve_send(self, destination: str, interval: float, now: float) -> float:
         if self.read_only:

@@ -3,6 +3,15 @@
 Operations that arrive together are committed together (group commit); when one of a group
 fails, the others are committed again one by one, so only that one fails. A caller's await
 returns after its commit.
+
+A commit waits for the disk (synchronous=FULL) when one of its operations asks for it: an
+accepted webhook, a delivery recorded. One that only records the pipeline's own progress
+(a claim, a plan, a lease) is written without waiting (`flush=False`: NORMAL for that
+commit). The file stays consistent either way, and the WAL is one file written in order:
+the next waiting commit flushes every earlier one with it. So after a power loss the store
+holds a prefix of its commits that includes every acknowledged webhook and every recorded
+delivery; what it may have lost is progress the pipeline makes again, as after a stop a
+moment earlier.
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from receiver.store.sqlite.schema import ADDED_COLUMNS, SCHEMA
 
 T = TypeVar("T")
 _Op = Callable[[sqlite3.Connection], Any]
+# An operation, the future its caller awaits, and whether its commit waits for the disk.
+_Item = tuple[_Op, asyncio.Future[Any], bool]
 # At most this many operations share one transaction.
 _MAX_GROUP = 512
 
@@ -49,7 +60,9 @@ class Writer:
         # Read-only: the file opened with `mode=ro`, no schema written, and each group in a
         # deferred (read) transaction, which never waits for the router's writes (WAL).
         self._read_only = read_only
-        self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        # The connection's synchronous setting now (FULL files switch per commit).
+        self._in_force = synchronous
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = threading.Event()
         self._start_error: BaseException | None = None
@@ -65,11 +78,18 @@ class Writer:
             self._queue.put(None)
             self._thread.join(timeout=10)
 
-    async def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    @property
+    def synchronous_in_force(self) -> str:
+        """The connection's synchronous setting for its last commit: FULL or NORMAL."""
+        return self._in_force
+
+    async def run(self, op: Callable[[sqlite3.Connection], T], *, flush: bool = True) -> T:
+        """Run `op` in a transaction and return its result once committed. `flush=False`:
+        the commit need not wait for the disk (the pipeline's progress; see the module)."""
         if not self._thread.is_alive():
             raise StoreError("the SQLite store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, future))
+        self._queue.put((op, future, flush))
         return await future
 
     def _connect(self) -> sqlite3.Connection:
@@ -125,18 +145,17 @@ class Writer:
             conn.close()
             self._fail_pending()
 
-    def _commit_group(
-        self, conn: sqlite3.Connection, group: list[tuple[_Op, asyncio.Future[Any]]]
-    ) -> None:
+    def _commit_group(self, conn: sqlite3.Connection, group: list[_Item]) -> None:
         results: list[Any] = []
         try:
+            self._synchronous_for(conn, group)
             conn.execute("BEGIN" if self._read_only else "BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             error = StoreError(f"SQLite store cannot write: {exc}")
-            for _, future in group:
+            for _, future, _ in group:
                 _settle(future, False, error)
             return
-        for op, future in group:
+        for op, future, _ in group:
             try:
                 results.append(op(conn))
             except Exception as exc:
@@ -159,12 +178,22 @@ class Writer:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             error = StoreError(f"SQLite store cannot commit: {exc}")
-            for _, future in group:
+            for _, future, _ in group:
                 _settle(future, False, error)
             return
         _settle_all(
-            [(future, True, value) for value, (_, future) in zip(results, group, strict=True)]
+            [(future, True, value) for value, (_, future, _) in zip(results, group, strict=True)]
         )
+
+    def _synchronous_for(self, conn: sqlite3.Connection, group: list[_Item]) -> None:
+        """FULL for a group with an operation that asked for the disk, NORMAL for one of
+        progress only; a NORMAL file (the history's) stays NORMAL."""
+        if self._synchronous != "FULL" or self._read_only:
+            return
+        wanted = "FULL" if any(flush for _, _, flush in group) else "NORMAL"
+        if wanted != self._in_force:
+            conn.execute(f"PRAGMA synchronous={wanted}")
+            self._in_force = wanted
 
     def _fail_pending(self) -> None:
         while True:
